@@ -1,0 +1,403 @@
+//! The gRPC adapter: wire types in, domain types to [`Identity`], domain types back out, and
+//! [`IdentityError`] to `Status` through its one `From` impl. No logic lives here.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use tollgate::ids::{ApiKeyId, UserId};
+use tollgate::keys::{Environment, KeyDigest};
+use tollgate::metadata::{INTERNAL_TOKEN_HEADER, api_key_from_metadata};
+use tollgate::permissions::Permission;
+use tollgate::proto::identity::v1 as pb;
+use tollgate::time::{from_proto, to_proto};
+use tonic::{Request, Response, Status};
+
+use crate::api_keys::{ApiKey, KeyName, NewApiKey};
+use crate::authorize::{DenyReason, Principal};
+use crate::config::InternalToken;
+use crate::roles::{ROLE_TABLE, RoleSet};
+use crate::users::{AccountKind, DisplayName, Page, User, UserType};
+use crate::{Identity, IdentityError};
+
+/// Implements every identity gRPC service over one [`Identity`].
+#[derive(Debug, Clone)]
+pub struct GrpcApi {
+    identity: Identity,
+    internal_token: Option<InternalToken>,
+}
+
+impl GrpcApi {
+    /// The adapter; `internal_token`, when set, guards `Authorize`.
+    pub fn new(identity: Identity, internal_token: Option<InternalToken>) -> Self {
+        Self {
+            identity,
+            internal_token,
+        }
+    }
+
+    /// The principal of the key the request presents.
+    async fn caller<T>(&self, request: &Request<T>) -> Result<Principal, IdentityError> {
+        let secret = api_key_from_metadata(request.metadata())
+            .map_err(|e| IdentityError::Unauthenticated(e.to_string()))?;
+        self.identity.authenticate(&secret).await
+    }
+
+    fn check_internal_credential<T>(&self, request: &Request<T>) -> Result<(), IdentityError> {
+        let Some(token) = &self.internal_token else {
+            return Ok(());
+        };
+        let presented = request
+            .metadata()
+            .get(INTERNAL_TOKEN_HEADER)
+            .map(|v| v.as_bytes());
+        match presented {
+            Some(p) if token.matches(p) => Ok(()),
+            _ => Err(IdentityError::InternalCredential),
+        }
+    }
+}
+
+fn user_type_from_proto(value: i32) -> Option<UserType> {
+    match pb::UserType::try_from(value).ok()? {
+        pb::UserType::Unspecified => None,
+        pb::UserType::User => Some(UserType::User),
+        pb::UserType::ServiceAccount => Some(UserType::ServiceAccount),
+    }
+}
+
+fn user_type_to_proto(t: UserType) -> pb::UserType {
+    match t {
+        UserType::User => pb::UserType::User,
+        UserType::ServiceAccount => pb::UserType::ServiceAccount,
+    }
+}
+
+fn environment_to_proto(e: Environment) -> pb::Environment {
+    match e {
+        Environment::Production => pb::Environment::Production,
+        Environment::Sandbox => pb::Environment::Sandbox,
+    }
+}
+
+fn environment_from_proto(value: i32) -> Result<Option<Environment>, IdentityError> {
+    match pb::Environment::try_from(value) {
+        Ok(pb::Environment::Unspecified) => Ok(None),
+        Ok(pb::Environment::Production) => Ok(Some(Environment::Production)),
+        Ok(pb::Environment::Sandbox) => Ok(Some(Environment::Sandbox)),
+        Err(_) => Err(IdentityError::invalid(
+            "environment",
+            "environment must be ENVIRONMENT_PRODUCTION or ENVIRONMENT_SANDBOX (or unset)",
+        )),
+    }
+}
+
+fn parse_id<T>(
+    field: &'static str,
+    value: &str,
+    parse: impl FnOnce(&str) -> Result<T, tollgate::ids::IdFormatError>,
+) -> Result<T, IdentityError> {
+    if value.is_empty() {
+        return Err(IdentityError::invalid(field, format!("{field} is required")));
+    }
+    parse(value).map_err(|e| IdentityError::invalid(field, format!("{field} {e}")))
+}
+
+/// Page tokens are the last id of the previous page, encoded so that clients treat them as
+/// opaque and cannot confuse them with ids.
+fn encode_page_token(last: Option<&str>) -> String {
+    last.map(|id| URL_SAFE_NO_PAD.encode(id))
+        .unwrap_or_default()
+}
+
+fn decode_page_token<T>(
+    token: &str,
+    parse: impl FnOnce(&str) -> Result<T, tollgate::ids::IdFormatError>,
+) -> Result<Option<T>, IdentityError> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let invalid = || {
+        IdentityError::invalid(
+            "page_token",
+            "page_token is not one this service issued: pass next_page_token unchanged",
+        )
+    };
+    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
+    let id = String::from_utf8(bytes).map_err(|_| invalid())?;
+    parse(&id).map(Some).map_err(|_| invalid())
+}
+
+impl From<User> for pb::User {
+    fn from(u: User) -> Self {
+        pb::User {
+            id: u.id.to_string(),
+            r#type: user_type_to_proto(u.user_type).into(),
+            roles: u.roles.names(),
+            name: u.name.as_str().to_owned(),
+            tenant_id: u.tenant_id.to_string(),
+            created_at: Some(to_proto(u.created_at)),
+            updated_at: Some(to_proto(u.updated_at)),
+        }
+    }
+}
+
+impl From<ApiKey> for pb::ApiKey {
+    fn from(k: ApiKey) -> Self {
+        pb::ApiKey {
+            id: k.id.to_string(),
+            name: k.name.as_str().to_owned(),
+            user_id: k.user_id.to_string(),
+            user_type: user_type_to_proto(k.user_type).into(),
+            environment: environment_to_proto(k.environment).into(),
+            roles: k.roles.names(),
+            display_hint: k.display_hint,
+            created_at: Some(to_proto(k.created_at)),
+            expires_at: k.expires_at.map(to_proto),
+            last_used_at: k.last_used_at.map(to_proto),
+        }
+    }
+}
+
+impl From<Principal> for pb::Principal {
+    fn from(p: Principal) -> Self {
+        pb::Principal {
+            tenant_id: p.tenant_id.to_string(),
+            environment: environment_to_proto(p.environment).into(),
+            user_id: p.user_id.to_string(),
+            user_type: user_type_to_proto(p.user_type).into(),
+            key_id: p.key_id.to_string(),
+            roles: p.roles.names(),
+            permissions: p.permissions.iter().map(|p| p.as_str().to_owned()).collect(),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::user_service_server::UserService for GrpcApi {
+    async fn create_user(
+        &self,
+        request: Request<pb::CreateUserRequest>,
+    ) -> Result<Response<pb::CreateUserResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let req = request.into_inner();
+        let kind = AccountKind::parse(user_type_from_proto(req.r#type), &req.roles)?;
+        let name = DisplayName::parse("name", &req.name)?;
+        let user = self.identity.create_user(&caller, kind, name).await?;
+        Ok(Response::new(pb::CreateUserResponse {
+            user: Some(user.into()),
+        }))
+    }
+
+    async fn get_user(
+        &self,
+        request: Request<pb::GetUserRequest>,
+    ) -> Result<Response<pb::GetUserResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let id = parse_id("id", &request.get_ref().id, UserId::parse)?;
+        let user = self.identity.get_user(&caller, &id).await?;
+        Ok(Response::new(pb::GetUserResponse {
+            user: Some(user.into()),
+        }))
+    }
+
+    async fn list_users(
+        &self,
+        request: Request<pb::ListUsersRequest>,
+    ) -> Result<Response<pb::ListUsersResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let req = request.into_inner();
+        let filter = match pb::UserType::try_from(req.r#type) {
+            Ok(_) => user_type_from_proto(req.r#type),
+            Err(_) => {
+                return Err(IdentityError::invalid(
+                    "type",
+                    "type must be USER_TYPE_USER, USER_TYPE_SERVICE_ACCOUNT or unset",
+                )
+                .into());
+            }
+        };
+        let page = Page {
+            size: Page::<UserId>::size_from_request(req.page_size)?,
+            after: decode_page_token(&req.page_token, UserId::parse)?,
+        };
+        let (users, next) = self.identity.list_users(&caller, filter, page).await?;
+        Ok(Response::new(pb::ListUsersResponse {
+            users: users.into_iter().map(Into::into).collect(),
+            next_page_token: encode_page_token(next.as_ref().map(|id| id.as_str())),
+        }))
+    }
+
+    async fn update_user_roles(
+        &self,
+        request: Request<pb::UpdateUserRolesRequest>,
+    ) -> Result<Response<pb::UpdateUserRolesResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let req = request.into_inner();
+        let id = parse_id("id", &req.id, UserId::parse)?;
+        let roles = RoleSet::for_service_account(&req.roles)?;
+        let user = self.identity.update_user_roles(&caller, &id, roles).await?;
+        Ok(Response::new(pb::UpdateUserRolesResponse {
+            user: Some(user.into()),
+        }))
+    }
+
+    async fn delete_user(
+        &self,
+        request: Request<pb::DeleteUserRequest>,
+    ) -> Result<Response<pb::DeleteUserResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let id = parse_id("id", &request.get_ref().id, UserId::parse)?;
+        let revoked = self.identity.delete_user(&caller, &id).await?;
+        Ok(Response::new(pb::DeleteUserResponse {
+            revoked_api_keys: i32::try_from(revoked).unwrap_or(i32::MAX),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::api_key_service_server::ApiKeyService for GrpcApi {
+    async fn create_api_key(
+        &self,
+        request: Request<pb::CreateApiKeyRequest>,
+    ) -> Result<Response<pb::CreateApiKeyResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let req = request.into_inner();
+        let new = NewApiKey {
+            name: KeyName::parse(&req.name)?,
+            service_account_id: match req.service_account_id.as_str() {
+                "" => None,
+                id => Some(parse_id("service_account_id", id, UserId::parse)?),
+            },
+            expires_at: req
+                .expires_at
+                .as_ref()
+                .map(|t| {
+                    from_proto(t).ok_or_else(|| {
+                        IdentityError::invalid("expires_at", "expires_at is not a valid time")
+                    })
+                })
+                .transpose()?,
+            environment: environment_from_proto(req.environment)?,
+        };
+        let (key, secret) = self.identity.create_api_key(&caller, new).await?;
+        Ok(Response::new(pb::CreateApiKeyResponse {
+            id: key.id.to_string(),
+            name: key.name.as_str().to_owned(),
+            api_key: secret.expose().to_owned(),
+            roles: key.roles.names(),
+            created_at: Some(to_proto(key.created_at)),
+            expires_at: key.expires_at.map(to_proto),
+            user_id: key.user_id.to_string(),
+            environment: environment_to_proto(key.environment).into(),
+            display_hint: key.display_hint,
+        }))
+    }
+
+    async fn get_api_key(
+        &self,
+        request: Request<pb::GetApiKeyRequest>,
+    ) -> Result<Response<pb::GetApiKeyResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let id = parse_id("id", &request.get_ref().id, ApiKeyId::parse)?;
+        let key = self.identity.get_api_key(&caller, &id).await?;
+        Ok(Response::new(pb::GetApiKeyResponse {
+            key: Some(key.into()),
+        }))
+    }
+
+    async fn list_api_keys(
+        &self,
+        request: Request<pb::ListApiKeysRequest>,
+    ) -> Result<Response<pb::ListApiKeysResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let req = request.into_inner();
+        let owner = match req.user_id.as_str() {
+            "" => None,
+            id => Some(parse_id("user_id", id, UserId::parse)?),
+        };
+        let page = Page {
+            size: Page::<ApiKeyId>::size_from_request(req.page_size)?,
+            after: decode_page_token(&req.page_token, ApiKeyId::parse)?,
+        };
+        let (keys, next) = self
+            .identity
+            .list_api_keys(&caller, owner.as_ref(), page)
+            .await?;
+        Ok(Response::new(pb::ListApiKeysResponse {
+            keys: keys.into_iter().map(Into::into).collect(),
+            next_page_token: encode_page_token(next.as_ref().map(|id| id.as_str())),
+        }))
+    }
+
+    async fn delete_api_key(
+        &self,
+        request: Request<pb::DeleteApiKeyRequest>,
+    ) -> Result<Response<pb::DeleteApiKeyResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let id = parse_id("id", &request.get_ref().id, ApiKeyId::parse)?;
+        self.identity.delete_api_key(&caller, &id).await?;
+        Ok(Response::new(pb::DeleteApiKeyResponse {}))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::role_service_server::RoleService for GrpcApi {
+    async fn list_roles(
+        &self,
+        request: Request<pb::ListRolesRequest>,
+    ) -> Result<Response<pb::ListRolesResponse>, Status> {
+        self.caller(&request)
+            .await?
+            .require(Permission::UsersManage)?;
+        Ok(Response::new(pb::ListRolesResponse {
+            roles: ROLE_TABLE
+                .iter()
+                .map(|d| pb::Role {
+                    name: d.name.to_owned(),
+                    description: d.description.to_owned(),
+                    permissions: d.permissions.iter().map(|p| p.as_str().to_owned()).collect(),
+                })
+                .collect(),
+            user_permissions: Permission::ALL
+                .iter()
+                .map(|p| p.as_str().to_owned())
+                .collect(),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::authorization_service_server::AuthorizationService for GrpcApi {
+    async fn authorize(
+        &self,
+        request: Request<pb::AuthorizeRequest>,
+    ) -> Result<Response<pb::AuthorizeResponse>, Status> {
+        self.check_internal_credential(&request)?;
+        let req = request.into_inner();
+        let digest = KeyDigest::from_slice(&req.key_digest).ok_or_else(|| {
+            IdentityError::invalid(
+                "key_digest",
+                "key_digest must be the 32-byte SHA-256 digest of the API key",
+            )
+        })?;
+        let permission = Permission::parse(&req.permission).ok_or_else(|| {
+            let known: Vec<&str> = Permission::ALL.iter().map(|p| p.as_str()).collect();
+            IdentityError::invalid(
+                "permission",
+                format!("unknown permission {:?}: expected one of {}", req.permission, known.join(", ")),
+            )
+        })?;
+        let decision = self.identity.authorize(&digest, permission).await?;
+        let reason = match decision.outcome {
+            Ok(()) => pb::AuthorizeReason::Allowed,
+            Err(DenyReason::KeyNotFound) => pb::AuthorizeReason::KeyNotFound,
+            Err(DenyReason::KeyExpired) => pb::AuthorizeReason::KeyExpired,
+            Err(DenyReason::PermissionMissing) => pb::AuthorizeReason::PermissionMissing,
+        };
+        Ok(Response::new(pb::AuthorizeResponse {
+            allowed: decision.outcome.is_ok(),
+            reason: reason.into(),
+            principal: decision.principal.map(Into::into),
+            expires_at: decision.expires_at.map(to_proto),
+        }))
+    }
+}

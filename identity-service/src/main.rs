@@ -1,0 +1,102 @@
+//! `identity-service`: `serve` runs the gRPC server; `tenant create` bootstraps a tenant.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use identity_service::Identity;
+use identity_service::config::{DEFAULT_DATABASE_URL, Settings};
+use identity_service::error::error_chain;
+use identity_service::startup::Application;
+use tollgate::database::DatabaseUrl;
+use tollgate::server::shutdown_signal;
+use tollgate::telemetry::LogArgs;
+
+#[derive(Debug, Parser)]
+#[command(name = "identity-service", version, about = "Tollgate identity-service: users, service accounts, roles, API keys and Authorize")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gRPC server.
+    Serve(Settings),
+    /// Manage tenants directly in the database.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantCommand {
+    /// Create a tenant with its first user account and a full-access production key, and print
+    /// them once as JSON (the key is in `api_key`; it cannot be shown again).
+    Create {
+        /// The tenant's name.
+        name: String,
+        /// The first user account's display name.
+        #[arg(long, default_value = "admin")]
+        admin_name: String,
+        /// The database to write to (the one `serve` uses).
+        #[arg(long, env = "IDENTITY_DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
+        database_url: DatabaseUrl,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = cli.log.init() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    let result = match cli.command {
+        Command::Serve(settings) => serve(settings).await,
+        Command::Tenant {
+            command:
+                TenantCommand::Create {
+                    name,
+                    admin_name,
+                    database_url,
+                },
+        } => create_tenant(&name, &admin_name, &database_url).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", error_chain(e.as_ref()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
+    let app = Application::build(settings).await?;
+    app.run_until_stopped(shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn create_tenant(
+    name: &str,
+    admin_name: &str,
+    database_url: &DatabaseUrl,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let store = identity_service::store::connect(database_url).await?;
+    let created = Identity::new(store)
+        .bootstrap_tenant(name, admin_name)
+        .await?;
+    let out = serde_json::json!({
+        "tenant_id": created.tenant.id.as_str(),
+        "tenant_name": created.tenant.name,
+        "user_id": created.user.id.as_str(),
+        "api_key_id": created.key.id.as_str(),
+        "environment": created.key.environment.as_str(),
+        "api_key": created.secret.expose(),
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}

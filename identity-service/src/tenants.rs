@@ -1,0 +1,77 @@
+//! Tenants and their bootstrap: a tenant is created with its first user account and a
+//! full-access production key, from the command line, on the database directly.
+
+use chrono::{DateTime, Utc};
+use tollgate::ids::TenantId;
+use tollgate::keys::{ApiKeySecret, Environment};
+
+use crate::api_keys::{ApiKey, KeyName};
+use crate::users::{AccountKind, DisplayName, User};
+use crate::{Identity, IdentityError};
+
+/// An organisation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    /// `ten_…`.
+    pub id: TenantId,
+    /// Its name.
+    pub name: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// What bootstrapping a tenant made. Holds the only copy of the first key's secret.
+#[derive(Debug)]
+pub struct BootstrappedTenant {
+    /// The tenant.
+    pub tenant: Tenant,
+    /// Its first user account.
+    pub user: User,
+    /// That user's full-access production key.
+    pub key: ApiKey,
+    /// The key's secret.
+    pub secret: ApiKeySecret,
+}
+
+impl Identity {
+    /// Creates a tenant, its first user account (named `admin_name`) and a full-access
+    /// production key, in one transaction.
+    pub async fn bootstrap_tenant(
+        &self,
+        name: &str,
+        admin_name: &str,
+    ) -> Result<BootstrappedTenant, IdentityError> {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(IdentityError::invalid("name", "tenant name is required"));
+        }
+        let name = DisplayName::parse("name", name)?.as_str().to_owned();
+        let now = tollgate::time::now();
+        let tenant = Tenant {
+            id: TenantId::generate(),
+            name,
+            created_at: now,
+        };
+        let user = User::new(
+            tenant.id.clone(),
+            AccountKind::Person,
+            DisplayName::parse("admin_name", admin_name)?,
+            now,
+        );
+        let (key, secret) = ApiKey::issue(
+            &user,
+            Environment::Production,
+            KeyName::parse("bootstrap")?,
+            None,
+            now,
+        )?;
+        self.store.create_tenant(&tenant, &user, &key).await?;
+        tracing::info!(tenant_id = %tenant.id, user_id = %user.id, key_id = %key.id, "tenant created");
+        Ok(BootstrappedTenant {
+            tenant,
+            user,
+            key,
+            secret,
+        })
+    }
+}

@@ -1,0 +1,137 @@
+//! Database URLs: SQLite (the embedded default, a file created on first start) or PostgreSQL.
+//! Parsing happens once, at startup, so that a bad URL is a clear configuration error rather than
+//! a failure on the first request; printing one never shows its password.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::PgConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+
+/// How long a SQLite connection waits for another writer before giving up. Writes are short,
+/// so this is only reached when something is badly wrong.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where a service keeps its data.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// A SQLite database file (created, with its folder, on first start).
+    Sqlite(PathBuf),
+    /// A PostgreSQL server (`postgres://` or `postgresql://`).
+    Postgres(url::Url),
+}
+
+/// A database URL that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid database URL: {0}")]
+pub struct DatabaseUrlError(String);
+
+impl FromStr for DatabaseUrl {
+    type Err = DatabaseUrlError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            let url = url::Url::parse(s)
+                .map_err(|e| DatabaseUrlError(format!("not a valid postgres URL ({e})")))?;
+            if url.host_str().is_none_or(str::is_empty) {
+                return Err(DatabaseUrlError("a postgres URL needs a host".into()));
+            }
+            return Ok(Self::Postgres(url));
+        }
+        let path = s
+            .strip_prefix("sqlite://")
+            .or_else(|| s.strip_prefix("sqlite:"))
+            .ok_or_else(|| {
+                DatabaseUrlError(
+                    "expected sqlite:<path> or postgres://user@host/database".to_owned(),
+                )
+            })?;
+        // Query parameters (`?mode=rwc`) are sqlx's, not ours: the options below set what we need.
+        let path = path.split('?').next().unwrap_or_default();
+        if path.is_empty() || path == ":memory:" {
+            return Err(DatabaseUrlError(
+                "a sqlite URL needs a file path (an in-memory database would lose every write)"
+                    .to_owned(),
+            ));
+        }
+        Ok(Self::Sqlite(PathBuf::from(path)))
+    }
+}
+
+impl DatabaseUrl {
+    /// The default: a SQLite file under `./data/`.
+    pub fn default_sqlite(file_name: &str) -> Self {
+        Self::Sqlite(Path::new("data").join(file_name))
+    }
+
+    /// Options for a SQLite file: created if missing, WAL (readers never block the writer),
+    /// `synchronous = FULL` (an acknowledged write survives even power loss), foreign keys on.
+    /// Creates the file's folder, which SQLite will not do.
+    pub fn sqlite_options(path: &Path) -> std::io::Result<SqliteConnectOptions> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        Ok(SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(SQLITE_BUSY_TIMEOUT))
+    }
+
+    /// Options for a PostgreSQL URL.
+    pub fn postgres_options(url: &url::Url) -> Result<PgConnectOptions, sqlx::Error> {
+        url.as_str().parse()
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
+            Self::Postgres(url) => {
+                let mut shown = url.clone();
+                if shown.password().is_some() {
+                    // set_password only fails for URLs that cannot have one, which a parsed
+                    // postgres URL with a host always can.
+                    let _ = shown.set_password(Some("***"));
+                }
+                write!(f, "{shown}")
+            }
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({self})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_both_backends_and_hides_passwords() {
+        let pg: DatabaseUrl = "postgres://app:hunter2@db:5432/tollgate".parse().expect("pg");
+        assert_eq!(pg.to_string(), "postgres://app:***@db:5432/tollgate");
+        assert!(!format!("{pg:?}").contains("hunter2"));
+        let lite: DatabaseUrl = "sqlite:./data/x.db?mode=rwc".parse().expect("sqlite");
+        assert_eq!(lite, DatabaseUrl::Sqlite(PathBuf::from("./data/x.db")));
+        assert_eq!(
+            "sqlite:///tmp/x.db".parse::<DatabaseUrl>(),
+            Ok(DatabaseUrl::Sqlite(PathBuf::from("/tmp/x.db")))
+        );
+    }
+
+    #[test]
+    fn rejects_what_cannot_work() {
+        for bad in ["mysql://x/y", "sqlite::memory:", "sqlite:", "x.db", "postgres:///db"] {
+            assert!(bad.parse::<DatabaseUrl>().is_err(), "{bad}");
+        }
+    }
+}

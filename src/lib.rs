@@ -1,0 +1,36 @@
+//! Tollgate's shared API crate: the generated gRPC modules and the few types both services share
+//! (ids, the API key format, permissions, metadata header names, database URLs, telemetry, and
+//! the serving/shutdown plumbing). No business logic and no SQL live here.
+#![forbid(unsafe_code)]
+
+pub mod base62;
+pub mod database;
+pub mod ids;
+pub mod keys;
+pub mod metadata;
+pub mod permissions;
+pub mod server;
+pub mod telemetry;
+pub mod time;
+
+/// Generated protobuf and gRPC code.
+pub mod proto {
+    /// `tollgate.identity.v1`: users, service accounts, roles, API keys and Authorize.
+    pub mod identity {
+        #[allow(missing_docs, clippy::all, missing_debug_implementations)]
+        pub mod v1 {
+            tonic::include_proto!("tollgate.identity.v1");
+        }
+    }
+    /// `tollgate.events.v1`: usage events.
+    pub mod events {
+        #[allow(missing_docs, clippy::all, missing_debug_implementations)]
+        pub mod v1 {
+            tonic::include_proto!("tollgate.events.v1");
+        }
+    }
+}
+
+/// The encoded `FileDescriptorSet` of every Tollgate proto and its imports, for server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/tollgate_descriptor.bin"));

@@ -1,0 +1,85 @@
+//! The metadata headers Tollgate reads, and how a presented API key is found in them.
+
+use crate::keys::{ApiKeySecret, KeyFormatError};
+
+/// Where clients put their API key.
+pub const API_KEY_HEADER: &str = "x-api-key";
+/// Accepted too, as `Bearer <key>`.
+pub const AUTHORIZATION_HEADER: &str = "authorization";
+/// Where internal callers of `Authorize` put the shared internal credential.
+pub const INTERNAL_TOKEN_HEADER: &str = "x-tollgate-internal-token";
+
+/// Why a request carries no usable API key. Messages never repeat what was presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CredentialError {
+    /// Neither header is present.
+    #[error("missing API key: send it in the x-api-key metadata header")]
+    Missing,
+    /// A header is present but does not hold a well-formed key.
+    #[error("malformed API key: {0}")]
+    Malformed(KeyFormatError),
+}
+
+/// Finds the API key in the `x-api-key` header or, failing that, `authorization: Bearer <key>`,
+/// and checks its format and checksum. The caller passes the raw header values so that this works
+/// for tonic metadata and plain HTTP headers alike.
+pub fn presented_api_key(
+    x_api_key: Option<&[u8]>,
+    authorization: Option<&[u8]>,
+) -> Result<ApiKeySecret, CredentialError> {
+    let raw = match (x_api_key, authorization) {
+        (Some(value), _) => value,
+        (None, Some(value)) => {
+            let value = value.trim_ascii();
+            match value.get(..7) {
+                Some(scheme) if scheme.eq_ignore_ascii_case(b"bearer ") => value[7..].trim_ascii(),
+                _ => return Err(CredentialError::Malformed(KeyFormatError::Prefix)),
+            }
+        }
+        (None, None) => return Err(CredentialError::Missing),
+    };
+    let text = std::str::from_utf8(raw.trim_ascii())
+        .map_err(|_| CredentialError::Malformed(KeyFormatError::Shape))?;
+    if text.is_empty() {
+        return Err(CredentialError::Missing);
+    }
+    ApiKeySecret::parse(text).map_err(CredentialError::Malformed)
+}
+
+/// [`presented_api_key`] for a tonic request's metadata.
+pub fn api_key_from_metadata(
+    metadata: &tonic::metadata::MetadataMap,
+) -> Result<ApiKeySecret, CredentialError> {
+    presented_api_key(
+        metadata.get(API_KEY_HEADER).map(|v| v.as_bytes()),
+        metadata.get(AUTHORIZATION_HEADER).map(|v| v.as_bytes()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::Environment;
+
+    #[test]
+    fn finds_the_key_in_either_header() {
+        let key = ApiKeySecret::generate(Environment::Production).expect("os rng");
+        let raw = key.expose().as_bytes();
+        assert_eq!(presented_api_key(Some(raw), None), Ok(key.clone()));
+        let bearer = format!("Bearer {}", key.expose());
+        assert_eq!(presented_api_key(None, Some(bearer.as_bytes())), Ok(key));
+    }
+
+    #[test]
+    fn says_what_is_wrong() {
+        assert_eq!(presented_api_key(None, None), Err(CredentialError::Missing));
+        assert_eq!(
+            presented_api_key(Some(b"sk_live_short"), None),
+            Err(CredentialError::Malformed(KeyFormatError::Shape))
+        );
+        assert_eq!(
+            presented_api_key(None, Some(b"Basic abc")),
+            Err(CredentialError::Malformed(KeyFormatError::Prefix))
+        );
+    }
+}

@@ -1,0 +1,198 @@
+//! Serving plumbing both services share: health reporting, reflection, the shutdown signal and
+//! a bounded drain.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+/// A boxed future, for the shutdown signal handed to tonic.
+pub type Signal = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// How often the database is pinged to keep the health status true.
+pub const DATABASE_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The `grpc.health.v1` status of a service: the overall status (`""`) and that of each named
+/// gRPC service move together.
+#[derive(Clone)]
+pub struct Health {
+    reporter: HealthReporter,
+    services: Arc<[&'static str]>,
+    draining: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Health")
+            .field("services", &self.services)
+            .finish()
+    }
+}
+
+impl Health {
+    /// A reporter for `services` (fully qualified gRPC service names), NOT_SERVING until told
+    /// otherwise, and the `grpc.health.v1.Health` service that reports it.
+    pub async fn new(
+        services: &[&'static str],
+    ) -> (
+        Self,
+        tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
+    ) {
+        let (reporter, server) = tonic_health::server::health_reporter();
+        let health = Self {
+            reporter,
+            services: services.into(),
+            draining: Arc::new(AtomicBool::new(false)),
+        };
+        health.set(ServingStatus::NotServing).await;
+        (health, server)
+    }
+
+    /// Sets the status of every service. Once draining has begun, only NOT_SERVING is set.
+    pub async fn set(&self, status: ServingStatus) {
+        if status == ServingStatus::Serving && self.is_draining() {
+            return;
+        }
+        self.reporter.set_service_status("", status).await;
+        for service in self.services.iter() {
+            self.reporter.set_service_status(*service, status).await;
+        }
+    }
+
+    /// Marks the service as draining: NOT_SERVING from now on, whatever the database says.
+    pub async fn begin_drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+        self.set(ServingStatus::NotServing).await;
+    }
+
+    /// Whether [`Health::begin_drain`] was called.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Keeps the status in line with the database: SERVING while `ping` succeeds, NOT_SERVING
+    /// while it fails, until draining begins.
+    pub fn watch_database<P, F>(&self, ping: P) -> tokio::task::JoinHandle<()>
+    where
+        P: Fn() -> F + Send + 'static,
+        F: Future<Output = bool> + Send,
+    {
+        let health = self.clone();
+        tokio::spawn(async move {
+            let mut last = None;
+            while !health.is_draining() {
+                let status = if ping().await {
+                    ServingStatus::Serving
+                } else {
+                    ServingStatus::NotServing
+                };
+                if last != Some(status) {
+                    if status == ServingStatus::NotServing {
+                        tracing::warn!("database unreachable; health is NOT_SERVING");
+                    } else {
+                        tracing::info!("database reachable; health is SERVING");
+                    }
+                    health.set(status).await;
+                    last = Some(status);
+                }
+                tokio::time::sleep(DATABASE_CHECK_INTERVAL).await;
+            }
+        })
+    }
+}
+
+/// Server reflection, both `grpc.reflection.v1` and `v1alpha` (older clients, grpcio among them,
+/// speak only v1alpha), over every Tollgate proto and the extra descriptor sets given (health).
+pub fn reflection_services(
+    extra: &[&'static [u8]],
+) -> Result<
+    (
+        tonic_reflection::server::v1::ServerReflectionServer<
+            impl tonic_reflection::server::v1::ServerReflection,
+        >,
+        tonic_reflection::server::v1alpha::ServerReflectionServer<
+            impl tonic_reflection::server::v1alpha::ServerReflection,
+        >,
+    ),
+    tonic_reflection::server::Error,
+> {
+    let configure = || {
+        extra.iter().fold(
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(crate::FILE_DESCRIPTOR_SET),
+            |builder, set| builder.register_encoded_file_descriptor_set(set),
+        )
+    };
+    Ok((configure().build_v1()?, configure().build_v1alpha()?))
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("received SIGINT"),
+        _ = terminate => tracing::info!("received SIGTERM"),
+    }
+}
+
+/// Runs a server until `shutdown` resolves, then drains: health goes NOT_SERVING (so load
+/// balancers stop sending), the server stops accepting and finishes in-flight requests, and
+/// whatever is still open after `grace` is dropped so that shutdown always ends.
+///
+/// `serve` receives the signal to hand to tonic's `serve_with_incoming_shutdown`.
+pub async fn serve_with_drain<S, F>(
+    health: &Health,
+    shutdown: S,
+    grace: Duration,
+    serve: impl FnOnce(Signal) -> F,
+) -> Result<(), tonic::transport::Error>
+where
+    S: Future<Output = ()> + Send + 'static,
+    F: Future<Output = Result<(), tonic::transport::Error>>,
+{
+    let draining = Arc::new(Notify::new());
+    let signal: Signal = {
+        let draining = draining.clone();
+        let health = health.clone();
+        Box::pin(async move {
+            shutdown.await;
+            tracing::info!(grace_secs = grace.as_secs_f64(), "shutting down; draining");
+            health.begin_drain().await;
+            // notify_one keeps a permit if the deadline task is not yet waiting.
+            draining.notify_one();
+        })
+    };
+    let server = serve(signal);
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => result,
+        _ = async { draining.notified().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!("drain grace period over; closing remaining connections");
+            Ok(())
+        }
+    }
+}

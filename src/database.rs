@@ -117,7 +117,9 @@ mod tests {
 
     #[test]
     fn parses_both_backends_and_hides_passwords() {
-        let pg: DatabaseUrl = "postgres://app:hunter2@db:5432/tollgate".parse().expect("pg");
+        let pg: DatabaseUrl = "postgres://app:hunter2@db:5432/tollgate"
+            .parse()
+            .expect("pg");
         assert_eq!(pg.to_string(), "postgres://app:***@db:5432/tollgate");
         assert!(!format!("{pg:?}").contains("hunter2"));
         let lite: DatabaseUrl = "sqlite:./data/x.db?mode=rwc".parse().expect("sqlite");
@@ -130,7 +132,13 @@ mod tests {
 
     #[test]
     fn rejects_what_cannot_work() {
-        for bad in ["mysql://x/y", "sqlite::memory:", "sqlite:", "x.db", "postgres:///db"] {
+        for bad in [
+            "mysql://x/y",
+            "sqlite::memory:",
+            "sqlite:",
+            "x.db",
+            "postgres:///db",
+        ] {
             assert!(bad.parse::<DatabaseUrl>().is_err(), "{bad}");
         }
     }

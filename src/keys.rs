@@ -209,10 +209,7 @@ mod tests {
         let mut flipped: Vec<char> = raw.chars().collect();
         flipped[10] = if flipped[10] == 'a' { 'b' } else { 'a' };
         let flipped: String = flipped.into_iter().collect();
-        assert_eq!(
-            ApiKeySecret::parse(&flipped),
-            Err(KeyFormatError::Checksum)
-        );
+        assert_eq!(ApiKeySecret::parse(&flipped), Err(KeyFormatError::Checksum));
         // A live key relabelled as a test key fails too: the prefix is under the checksum.
         let relabelled = raw.replacen("sk_live_", "sk_test_", 1);
         assert_eq!(

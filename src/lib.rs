@@ -11,6 +11,8 @@ pub mod metadata;
 pub mod permissions;
 pub mod server;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod time;
 
 /// Generated protobuf and gRPC code.

@@ -76,33 +76,43 @@ impl Health {
     }
 
     /// Keeps the status in line with the database: SERVING while `ping` succeeds, NOT_SERVING
-    /// while it fails, until draining begins.
-    pub fn watch_database<P, F>(&self, ping: P) -> tokio::task::JoinHandle<()>
+    /// while it fails, until draining begins. The first check happens before this returns, so
+    /// a server started afterwards never answers a health check with a stale status.
+    pub async fn watch_database<P, F>(&self, ping: P) -> tokio::task::JoinHandle<()>
     where
-        P: Fn() -> F + Send + 'static,
+        P: Fn() -> F + Send + Sync + 'static,
         F: Future<Output = bool> + Send,
     {
+        let first = self.check_database(&ping, None).await;
         let health = self.clone();
         tokio::spawn(async move {
-            let mut last = None;
+            let mut last = first;
             while !health.is_draining() {
-                let status = if ping().await {
-                    ServingStatus::Serving
-                } else {
-                    ServingStatus::NotServing
-                };
-                if last != Some(status) {
-                    if status == ServingStatus::NotServing {
-                        tracing::warn!("database unreachable; health is NOT_SERVING");
-                    } else {
-                        tracing::info!("database reachable; health is SERVING");
-                    }
-                    health.set(status).await;
-                    last = Some(status);
-                }
                 tokio::time::sleep(DATABASE_CHECK_INTERVAL).await;
+                last = health.check_database(&ping, Some(last)).await;
             }
         })
+    }
+
+    async fn check_database<P, F>(&self, ping: &P, last: Option<ServingStatus>) -> ServingStatus
+    where
+        P: Fn() -> F + Sync,
+        F: Future<Output = bool> + Send,
+    {
+        let status = if ping().await {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        if last != Some(status) {
+            if status == ServingStatus::NotServing {
+                tracing::warn!("database unreachable; health is NOT_SERVING");
+            } else {
+                tracing::info!("database reachable; health is SERVING");
+            }
+            self.set(status).await;
+        }
+        status
     }
 }
 

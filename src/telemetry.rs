@@ -23,7 +23,9 @@ impl FromStr for LogFormat {
         match s {
             "text" => Ok(Self::Text),
             "json" => Ok(Self::Json),
-            other => Err(format!("unknown log format {other:?}: expected text or json")),
+            other => Err(format!(
+                "unknown log format {other:?}: expected text or json"
+            )),
         }
     }
 }
@@ -45,8 +47,10 @@ pub fn init(format: LogFormat, default_filter: &str) -> Result<(), String> {
         _ => EnvFilter::try_new(default_filter),
     }
     .map_err(|e| format!("invalid log filter: {e}"))?;
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     // try_init fails only if a subscriber is already set, which is fine.
     let _ = match format {
@@ -60,10 +64,20 @@ pub fn init(format: LogFormat, default_filter: &str) -> Result<(), String> {
 #[derive(Debug, Clone, clap::Args)]
 pub struct LogArgs {
     /// Log line format: `text` for people, `json` for log pipelines.
-    #[arg(long, env = "TOLLGATE_LOG_FORMAT", default_value = "text", global = true)]
+    #[arg(
+        long,
+        env = "TOLLGATE_LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
     pub log_format: LogFormat,
     /// Log filter when RUST_LOG is unset, e.g. `info` or `identity_service=debug,info`.
-    #[arg(long, env = "TOLLGATE_LOG_LEVEL", default_value = "info", global = true)]
+    #[arg(
+        long,
+        env = "TOLLGATE_LOG_LEVEL",
+        default_value = "info",
+        global = true
+    )]
     pub log_level: String,
 }
 

@@ -98,7 +98,9 @@ impl KeyName {
         if s.chars().count() > MAX_NAME_CHARS || s.chars().any(char::is_control) {
             return Err(IdentityError::invalid(
                 "name",
-                format!("name must be at most {MAX_NAME_CHARS} characters, without control characters"),
+                format!(
+                    "name must be at most {MAX_NAME_CHARS} characters, without control characters"
+                ),
             ));
         }
         Ok(Self(s.to_owned()))
@@ -172,7 +174,8 @@ impl Identity {
             }
         };
         let environment = request.environment.unwrap_or(caller.environment);
-        let (key, secret) = ApiKey::issue(&owner, environment, request.name, request.expires_at, now)?;
+        let (key, secret) =
+            ApiKey::issue(&owner, environment, request.name, request.expires_at, now)?;
         match self.store.insert_api_key(&key).await {
             Ok(()) => {}
             // The owner was deleted between the read above and this insert.

@@ -96,7 +96,10 @@ fn parse_id<T>(
     parse: impl FnOnce(&str) -> Result<T, tollgate::ids::IdFormatError>,
 ) -> Result<T, IdentityError> {
     if value.is_empty() {
-        return Err(IdentityError::invalid(field, format!("{field} is required")));
+        return Err(IdentityError::invalid(
+            field,
+            format!("{field} is required"),
+        ));
     }
     parse(value).map_err(|e| IdentityError::invalid(field, format!("{field} {e}")))
 }
@@ -166,7 +169,11 @@ impl From<Principal> for pb::Principal {
             user_type: user_type_to_proto(p.user_type).into(),
             key_id: p.key_id.to_string(),
             roles: p.roles.names(),
-            permissions: p.permissions.iter().map(|p| p.as_str().to_owned()).collect(),
+            permissions: p
+                .permissions
+                .iter()
+                .map(|p| p.as_str().to_owned())
+                .collect(),
         }
     }
 }
@@ -354,7 +361,11 @@ impl pb::role_service_server::RoleService for GrpcApi {
                 .map(|d| pb::Role {
                     name: d.name.to_owned(),
                     description: d.description.to_owned(),
-                    permissions: d.permissions.iter().map(|p| p.as_str().to_owned()).collect(),
+                    permissions: d
+                        .permissions
+                        .iter()
+                        .map(|p| p.as_str().to_owned())
+                        .collect(),
                 })
                 .collect(),
             user_permissions: Permission::ALL
@@ -383,7 +394,11 @@ impl pb::authorization_service_server::AuthorizationService for GrpcApi {
             let known: Vec<&str> = Permission::ALL.iter().map(|p| p.as_str()).collect();
             IdentityError::invalid(
                 "permission",
-                format!("unknown permission {:?}: expected one of {}", req.permission, known.join(", ")),
+                format!(
+                    "unknown permission {:?}: expected one of {}",
+                    req.permission,
+                    known.join(", ")
+                ),
             )
         })?;
         let decision = self.identity.authorize(&digest, permission).await?;

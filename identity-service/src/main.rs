@@ -12,7 +12,11 @@ use tollgate::server::shutdown_signal;
 use tollgate::telemetry::LogArgs;
 
 #[derive(Debug, Parser)]
-#[command(name = "identity-service", version, about = "Tollgate identity-service: users, service accounts, roles, API keys and Authorize")]
+#[command(
+    name = "identity-service",
+    version,
+    about = "Tollgate identity-service: users, service accounts, roles, API keys and Authorize"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -108,10 +108,12 @@ impl Application {
     ) -> Result<(), StartupError> {
         let (health, health_service) = Health::new(SERVICE_NAMES).await;
         let store = self.identity.store().clone();
-        let watcher = health.watch_database(move || {
-            let store = store.clone();
-            async move { store.ping().await.is_ok() }
-        });
+        let watcher = health
+            .watch_database(move || {
+                let store = store.clone();
+                async move { store.ping().await.is_ok() }
+            })
+            .await;
         let (reflection_v1, reflection_v1alpha) =
             reflection_services(&[tonic_health::pb::FILE_DESCRIPTOR_SET])?;
         let api = GrpcApi::new(self.identity, self.settings.internal_token.clone());

@@ -178,7 +178,9 @@ impl<Id> Page<Id> {
             Ok(n) if n <= MAX_PAGE_SIZE => Ok(n),
             _ => Err(IdentityError::invalid(
                 "page_size",
-                format!("page_size must be between 0 (default {DEFAULT_PAGE_SIZE}) and {MAX_PAGE_SIZE}"),
+                format!(
+                    "page_size must be between 0 (default {DEFAULT_PAGE_SIZE}) and {MAX_PAGE_SIZE}"
+                ),
             )),
         }
     }
@@ -220,7 +222,12 @@ impl Identity {
         // One extra row tells whether another page exists without a second query.
         let mut users = self
             .store
-            .list_users(&caller.tenant_id, filter, page.after.as_ref(), page.size + 1)
+            .list_users(
+                &caller.tenant_id,
+                filter,
+                page.after.as_ref(),
+                page.size + 1,
+            )
             .await?;
         let more = users.len() > page.size as usize;
         users.truncate(page.size as usize);

@@ -81,8 +81,12 @@ pub trait IdentityStore: Send + Sync + std::fmt::Debug + 'static {
     /// Whether the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
     /// Stores a tenant, its first user and that user's key, all or nothing.
-    async fn create_tenant(&self, tenant: &Tenant, user: &User, key: &ApiKey)
-    -> Result<(), StoreError>;
+    async fn create_tenant(
+        &self,
+        tenant: &Tenant,
+        user: &User,
+        key: &ApiKey,
+    ) -> Result<(), StoreError>;
     /// Stores a new user.
     async fn insert_user(&self, user: &User) -> Result<(), StoreError>;
     /// One user of a tenant.
@@ -104,13 +108,19 @@ pub trait IdentityStore: Send + Sync + std::fmt::Debug + 'static {
         now: DateTime<Utc>,
     ) -> Result<Option<User>, StoreError>;
     /// Deletes a user and its keys in one transaction, unless it is the last user account.
-    async fn delete_user(&self, tenant: &TenantId, id: &UserId)
-    -> Result<DeleteUserOutcome, StoreError>;
+    async fn delete_user(
+        &self,
+        tenant: &TenantId,
+        id: &UserId,
+    ) -> Result<DeleteUserOutcome, StoreError>;
     /// Stores a new key.
     async fn insert_api_key(&self, key: &ApiKey) -> Result<(), StoreError>;
     /// One key of a tenant.
-    async fn get_api_key(&self, tenant: &TenantId, id: &ApiKeyId)
-    -> Result<Option<ApiKey>, StoreError>;
+    async fn get_api_key(
+        &self,
+        tenant: &TenantId,
+        id: &ApiKeyId,
+    ) -> Result<Option<ApiKey>, StoreError>;
     /// Up to `limit` keys of a tenant (of one owner if given) in id order, after `after`.
     async fn list_api_keys(
         &self,
@@ -122,8 +132,10 @@ pub trait IdentityStore: Send + Sync + std::fmt::Debug + 'static {
     /// Deletes a key; whether it existed.
     async fn delete_api_key(&self, tenant: &TenantId, id: &ApiKeyId) -> Result<bool, StoreError>;
     /// The key with this digest, in any tenant.
-    async fn find_api_key_by_digest(&self, digest: &KeyDigest)
-    -> Result<Option<ApiKey>, StoreError>;
+    async fn find_api_key_by_digest(
+        &self,
+        digest: &KeyDigest,
+    ) -> Result<Option<ApiKey>, StoreError>;
     /// Sets `last_used_at = now` unless it is already later than `stale_before`.
     async fn touch_api_key(
         &self,

@@ -36,7 +36,8 @@ impl PostgresStore {
 
 impl Dialect for PostgresStore {
     const BEGIN_WRITE: &'static str = "BEGIN";
-    const LOCK_TENANT: Option<&'static str> = Some("SELECT id FROM tenants WHERE id = $1 FOR UPDATE");
+    const LOCK_TENANT: Option<&'static str> =
+        Some("SELECT id FROM tenants WHERE id = $1 FOR UPDATE");
 }
 
 identity_store_impl!(PostgresStore, sqlx::Postgres);

@@ -21,29 +21,41 @@ macro_rules! api_key_columns {
 macro_rules! identity_store_impl {
     ($store:ty, $db:ty) => {
         impl $store {
-            async fn insert_user_in<'e, E>(executor: E, user: &$crate::users::User) -> Result<(), $crate::store::StoreError>
-            where
-                E: sqlx::Executor<'e, Database = $db>,
-            {
-                sqlx::query(concat!("INSERT INTO users (", user_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7)"))
-                    .bind(user.id.as_str())
-                    .bind(user.tenant_id.as_str())
-                    .bind(user.user_type.as_str())
-                    .bind(user.name.as_str())
-                    .bind(user.roles.to_storage())
-                    .bind(tollgate::time::to_micros(user.created_at))
-                    .bind(tollgate::time::to_micros(user.updated_at))
-                    .execute(executor)
-                    .await?;
-                Ok(())
-            }
-
-            async fn insert_api_key_in<'e, E>(executor: E, key: &$crate::api_keys::ApiKey) -> Result<(), $crate::store::StoreError>
+            async fn insert_user_in<'e, E>(
+                executor: E,
+                user: &$crate::users::User,
+            ) -> Result<(), $crate::store::StoreError>
             where
                 E: sqlx::Executor<'e, Database = $db>,
             {
                 sqlx::query(concat!(
-                    "INSERT INTO api_keys (", api_key_columns!(), ") ",
+                    "INSERT INTO users (",
+                    user_columns!(),
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                ))
+                .bind(user.id.as_str())
+                .bind(user.tenant_id.as_str())
+                .bind(user.user_type.as_str())
+                .bind(user.name.as_str())
+                .bind(user.roles.to_storage())
+                .bind(tollgate::time::to_micros(user.created_at))
+                .bind(tollgate::time::to_micros(user.updated_at))
+                .execute(executor)
+                .await?;
+                Ok(())
+            }
+
+            async fn insert_api_key_in<'e, E>(
+                executor: E,
+                key: &$crate::api_keys::ApiKey,
+            ) -> Result<(), $crate::store::StoreError>
+            where
+                E: sqlx::Executor<'e, Database = $db>,
+            {
+                sqlx::query(concat!(
+                    "INSERT INTO api_keys (",
+                    api_key_columns!(),
+                    ") ",
                     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
                 ))
                 .bind(key.id.as_str())
@@ -77,7 +89,10 @@ macro_rules! identity_store_impl {
                 user: &$crate::users::User,
                 key: &$crate::api_keys::ApiKey,
             ) -> Result<(), $crate::store::StoreError> {
-                let mut tx = self.pool.begin_with(<Self as $crate::store::Dialect>::BEGIN_WRITE).await?;
+                let mut tx = self
+                    .pool
+                    .begin_with(<Self as $crate::store::Dialect>::BEGIN_WRITE)
+                    .await?;
                 sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
                     .bind(tenant.id.as_str())
                     .bind(tenant.name.as_str())
@@ -90,7 +105,10 @@ macro_rules! identity_store_impl {
                 Ok(())
             }
 
-            async fn insert_user(&self, user: &$crate::users::User) -> Result<(), $crate::store::StoreError> {
+            async fn insert_user(
+                &self,
+                user: &$crate::users::User,
+            ) -> Result<(), $crate::store::StoreError> {
                 Self::insert_user_in(&self.pool, user).await
             }
 
@@ -100,7 +118,9 @@ macro_rules! identity_store_impl {
                 id: &tollgate::ids::UserId,
             ) -> Result<Option<$crate::users::User>, $crate::store::StoreError> {
                 sqlx::query_as::<_, $crate::store::UserRow>(concat!(
-                    "SELECT ", user_columns!(), " FROM users WHERE tenant_id = $1 AND id = $2"
+                    "SELECT ",
+                    user_columns!(),
+                    " FROM users WHERE tenant_id = $1 AND id = $2"
                 ))
                 .bind(tenant.as_str())
                 .bind(id.as_str())
@@ -118,7 +138,9 @@ macro_rules! identity_store_impl {
                 limit: u32,
             ) -> Result<Vec<$crate::users::User>, $crate::store::StoreError> {
                 sqlx::query_as::<_, $crate::store::UserRow>(concat!(
-                    "SELECT ", user_columns!(), " FROM users WHERE tenant_id = $1 ",
+                    "SELECT ",
+                    user_columns!(),
+                    " FROM users WHERE tenant_id = $1 ",
                     "AND ($2 IS NULL OR user_type = $2) AND ($3 IS NULL OR id > $3) ",
                     "ORDER BY id LIMIT $4"
                 ))
@@ -143,7 +165,8 @@ macro_rules! identity_store_impl {
                 sqlx::query_as::<_, $crate::store::UserRow>(concat!(
                     "UPDATE users SET roles = $3, updated_at = $4 ",
                     "WHERE tenant_id = $1 AND id = $2 AND user_type = 'service_account' ",
-                    "RETURNING ", user_columns!()
+                    "RETURNING ",
+                    user_columns!()
                 ))
                 .bind(tenant.as_str())
                 .bind(id.as_str())
@@ -161,16 +184,23 @@ macro_rules! identity_store_impl {
                 id: &tollgate::ids::UserId,
             ) -> Result<$crate::store::DeleteUserOutcome, $crate::store::StoreError> {
                 use $crate::store::DeleteUserOutcome;
-                let mut tx = self.pool.begin_with(<Self as $crate::store::Dialect>::BEGIN_WRITE).await?;
+                let mut tx = self
+                    .pool
+                    .begin_with(<Self as $crate::store::Dialect>::BEGIN_WRITE)
+                    .await?;
                 if let Some(lock) = <Self as $crate::store::Dialect>::LOCK_TENANT {
-                    sqlx::query(lock).bind(tenant.as_str()).execute(&mut *tx).await?;
-                }
-                let user_type: Option<String> =
-                    sqlx::query_scalar("SELECT user_type FROM users WHERE tenant_id = $1 AND id = $2")
+                    sqlx::query(lock)
                         .bind(tenant.as_str())
-                        .bind(id.as_str())
-                        .fetch_optional(&mut *tx)
+                        .execute(&mut *tx)
                         .await?;
+                }
+                let user_type: Option<String> = sqlx::query_scalar(
+                    "SELECT user_type FROM users WHERE tenant_id = $1 AND id = $2",
+                )
+                .bind(tenant.as_str())
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
                 let Some(user_type) = user_type else {
                     return Ok(DeleteUserOutcome::NotFound);
                 };
@@ -185,22 +215,28 @@ macro_rules! identity_store_impl {
                         return Ok(DeleteUserOutcome::LastUser);
                     }
                 }
-                let revoked = sqlx::query("DELETE FROM api_keys WHERE tenant_id = $1 AND user_id = $2")
-                    .bind(tenant.as_str())
-                    .bind(id.as_str())
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
+                let revoked =
+                    sqlx::query("DELETE FROM api_keys WHERE tenant_id = $1 AND user_id = $2")
+                        .bind(tenant.as_str())
+                        .bind(id.as_str())
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
                 sqlx::query("DELETE FROM users WHERE tenant_id = $1 AND id = $2")
                     .bind(tenant.as_str())
                     .bind(id.as_str())
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
-                Ok(DeleteUserOutcome::Deleted { revoked_api_keys: revoked })
+                Ok(DeleteUserOutcome::Deleted {
+                    revoked_api_keys: revoked,
+                })
             }
 
-            async fn insert_api_key(&self, key: &$crate::api_keys::ApiKey) -> Result<(), $crate::store::StoreError> {
+            async fn insert_api_key(
+                &self,
+                key: &$crate::api_keys::ApiKey,
+            ) -> Result<(), $crate::store::StoreError> {
                 Self::insert_api_key_in(&self.pool, key).await
             }
 
@@ -210,7 +246,9 @@ macro_rules! identity_store_impl {
                 id: &tollgate::ids::ApiKeyId,
             ) -> Result<Option<$crate::api_keys::ApiKey>, $crate::store::StoreError> {
                 sqlx::query_as::<_, $crate::store::ApiKeyRow>(concat!(
-                    "SELECT ", api_key_columns!(), " FROM api_keys WHERE tenant_id = $1 AND id = $2"
+                    "SELECT ",
+                    api_key_columns!(),
+                    " FROM api_keys WHERE tenant_id = $1 AND id = $2"
                 ))
                 .bind(tenant.as_str())
                 .bind(id.as_str())
@@ -228,7 +266,9 @@ macro_rules! identity_store_impl {
                 limit: u32,
             ) -> Result<Vec<$crate::api_keys::ApiKey>, $crate::store::StoreError> {
                 sqlx::query_as::<_, $crate::store::ApiKeyRow>(concat!(
-                    "SELECT ", api_key_columns!(), " FROM api_keys WHERE tenant_id = $1 ",
+                    "SELECT ",
+                    api_key_columns!(),
+                    " FROM api_keys WHERE tenant_id = $1 ",
                     "AND ($2 IS NULL OR user_id = $2) AND ($3 IS NULL OR id > $3) ",
                     "ORDER BY id LIMIT $4"
                 ))
@@ -262,7 +302,9 @@ macro_rules! identity_store_impl {
                 digest: &tollgate::keys::KeyDigest,
             ) -> Result<Option<$crate::api_keys::ApiKey>, $crate::store::StoreError> {
                 sqlx::query_as::<_, $crate::store::ApiKeyRow>(concat!(
-                    "SELECT ", api_key_columns!(), " FROM api_keys WHERE digest = $1"
+                    "SELECT ",
+                    api_key_columns!(),
+                    " FROM api_keys WHERE digest = $1"
                 ))
                 .bind(digest.as_bytes().as_slice())
                 .fetch_optional(&self.pool)
@@ -291,4 +333,3 @@ macro_rules! identity_store_impl {
         }
     };
 }
-

@@ -2,6 +2,8 @@
 //! Every query of the store is exercised here, because runtime queries are not checked at
 //! compile time.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 use std::sync::Arc;
 
 use chrono::Duration;

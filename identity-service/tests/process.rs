@@ -1,0 +1,210 @@
+//! The `identity-service` binary as an operator runs it: `tenant create`, `serve` at debug log
+//! level (no secret may reach a log line), SIGTERM, and bad configuration.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+
+use common::{digest, with_key};
+use tollgate::proto::identity::v1 as pb;
+
+const BIN: &str = env!("CARGO_BIN_EXE_identity-service");
+
+fn tenant_create(database_url: &str) -> serde_json::Value {
+    let out = Command::new(BIN)
+        .args([
+            "tenant",
+            "create",
+            "Acme Inc",
+            "--database-url",
+            database_url,
+        ])
+        .env("RUST_LOG", "debug")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let key = created["api_key"].as_str().unwrap();
+    assert!(key.starts_with("sk_live_"));
+    assert!(
+        !stderr.contains(key),
+        "the bootstrap key leaked into the log"
+    );
+    for field in ["tenant_id", "user_id", "api_key_id"] {
+        assert!(created[field].is_string(), "{field} missing: {created}");
+    }
+    created
+}
+
+#[tokio::test]
+async fn serve_logs_no_secret_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite:{}", dir.path().join("id.db").display());
+    let created = tenant_create(&database_url);
+    let admin = created["api_key"].as_str().unwrap().to_owned();
+
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen-addr",
+            "127.0.0.1:0",
+            "--database-url",
+            &database_url,
+        ])
+        .env("RUST_LOG", "debug")
+        .env("TOLLGATE_LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Collect the log on a thread; hand over the bound address from the "listening" line.
+    let stderr = child.stderr.take().unwrap();
+    let (addr_tx, addr_rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut log = Vec::new();
+        for line in BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                if v["message"] == "identity-service listening" {
+                    let _ = addr_tx.send(v["addr"].as_str().unwrap().to_owned());
+                }
+            }
+            log.push(line);
+        }
+        log
+    });
+    let addr = addr_rx.recv().expect("the service announces its address");
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut users = pb::user_service_client::UserServiceClient::new(channel.clone());
+    let mut keys = pb::api_key_service_client::ApiKeyServiceClient::new(channel.clone());
+    let mut authz = pb::authorization_service_client::AuthorizationServiceClient::new(channel);
+
+    // Exercise every path a key travels: management calls, key creation, Authorize, failures.
+    let sa = users
+        .create_user(with_key(
+            &admin,
+            pb::CreateUserRequest {
+                r#type: pb::UserType::ServiceAccount.into(),
+                roles: vec!["event_ingestor".into()],
+                name: "ingest".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    let sa_key = keys
+        .create_api_key(with_key(
+            &admin,
+            pb::CreateApiKeyRequest {
+                name: "ingest".into(),
+                service_account_id: sa.id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .api_key;
+    for (key, permission) in [
+        (&sa_key, "event:write"),
+        (&sa_key, "event:read"),
+        (&admin, "event:read"),
+    ] {
+        authz
+            .authorize(pb::AuthorizeRequest {
+                key_digest: digest(key),
+                permission: permission.into(),
+            })
+            .await
+            .unwrap();
+    }
+    let denied = users
+        .list_users(with_key(&sa_key, pb::ListUsersRequest::default()))
+        .await;
+    assert_eq!(denied.unwrap_err().code(), tonic::Code::PermissionDenied);
+    let mut typo = admin.clone();
+    typo.pop();
+    typo.push('!');
+    let malformed = users
+        .list_users(with_key(&typo, pb::ListUsersRequest::default()))
+        .await;
+    assert_eq!(malformed.unwrap_err().code(), tonic::Code::Unauthenticated);
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Wait off the runtime thread: the client's connection must stay live to see the server's
+    // GOAWAY, or the drain would run out its grace period waiting for it.
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(exit.success(), "exit status after SIGTERM: {exit:?}");
+    let log = reader.join().unwrap();
+
+    let text = log.join("\n");
+    assert!(log.len() > 5, "expected a debug log, got {log:?}");
+    assert!(
+        text.contains("\"level\":\"DEBUG\""),
+        "no debug lines were logged"
+    );
+    assert!(text.contains("received SIGTERM") && text.contains("identity-service stopped"));
+    // Every connection closed by itself: the drain never had to cut any off.
+    assert!(!text.contains("drain grace period over"), "{text}");
+    for secret in [&admin, &sa_key, &typo] {
+        assert!(!text.contains(secret.as_str()), "a raw key reached the log");
+        // Nor any long piece of one (the display hint's last 4 characters are fine).
+        assert!(
+            !text.contains(&secret[8..24]),
+            "part of a raw key reached the log"
+        );
+    }
+}
+
+#[test]
+fn bad_configuration_is_one_clear_line_and_a_failure_exit() {
+    let cases: [(&[&str], &str); 4] = [
+        (&["serve", "--listen-addr", "nowhere"], "--listen-addr"),
+        (
+            &["serve", "--database-url", "mysql://db/x"],
+            "invalid database URL",
+        ),
+        (
+            &["serve", "--internal-token", "short"],
+            "at least 16 characters",
+        ),
+        (
+            &["serve", "--database-url", "sqlite:/proc/no/such/dir/x.db"],
+            "cannot open the database",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = Command::new(BIN)
+            .args(args)
+            .args(["--log-level", "warn"])
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} should fail");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let first = stderr.lines().next().unwrap_or_default();
+        assert!(first.starts_with("error:"), "{args:?}: {stderr}");
+        assert!(first.contains(expected), "{args:?}: {stderr}");
+    }
+}

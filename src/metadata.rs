@@ -1,5 +1,9 @@
 //! The metadata headers Tollgate reads, and how a presented API key is found in them.
 
+use std::fmt;
+
+use secrecy::{ExposeSecret, SecretString};
+
 use crate::keys::{ApiKeySecret, KeyFormatError};
 
 /// Where clients put their API key.
@@ -54,6 +58,49 @@ pub fn api_key_from_metadata(
         metadata.get(API_KEY_HEADER).map(|v| v.as_bytes()),
         metadata.get(AUTHORIZATION_HEADER).map(|v| v.as_bytes()),
     )
+}
+
+/// A shorter internal credential would be guessable.
+pub const MIN_INTERNAL_TOKEN_LEN: usize = 16;
+
+/// A shared secret that internal callers of `Authorize` present. `Debug` never prints it.
+#[derive(Clone)]
+pub struct InternalToken(SecretString);
+
+impl InternalToken {
+    /// Whether `presented` is the token. Compares SHA-256 digests so that the comparison time
+    /// says nothing about how much of a guess was right.
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(self.0.expose_secret().as_bytes()) == Sha256::digest(presented)
+    }
+
+    /// The token, for clients that must send it.
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl std::str::FromStr for InternalToken {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() < MIN_INTERNAL_TOKEN_LEN {
+            return Err(format!(
+                "the internal token must be at least {MIN_INTERNAL_TOKEN_LEN} characters"
+            ));
+        }
+        if !s.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("the internal token must be printable ASCII without spaces".to_owned());
+        }
+        Ok(Self(SecretString::from(s.to_owned())))
+    }
+}
+
+impl fmt::Debug for InternalToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("InternalToken(***)")
+    }
 }
 
 #[cfg(test)]

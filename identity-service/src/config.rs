@@ -1,12 +1,11 @@
 //! Typed settings of `identity-service serve`: defaults in code, overridden by flags or their
 //! environment-variable twins, validated once at startup.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
 use tollgate::database::DatabaseUrl;
+use tollgate::metadata::InternalToken;
 
 /// Loopback by default: a fresh install must not expose key management to the network until an
 /// operator chooses an address.
@@ -15,49 +14,6 @@ pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:50051";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite:data/identity.db";
 /// Long enough for in-flight requests (all short) to finish, short enough for a rolling update.
 pub const DEFAULT_SHUTDOWN_GRACE: &str = "10s";
-/// A shorter internal credential would be guessable.
-pub const MIN_INTERNAL_TOKEN_LEN: usize = 16;
-
-/// A shared secret that internal callers of `Authorize` present. `Debug` never prints it.
-#[derive(Clone)]
-pub struct InternalToken(SecretString);
-
-impl InternalToken {
-    /// Whether `presented` is the token. Compares SHA-256 digests so that the comparison time
-    /// says nothing about how much of a guess was right.
-    pub fn matches(&self, presented: &[u8]) -> bool {
-        use sha2::{Digest, Sha256};
-        Sha256::digest(self.0.expose_secret().as_bytes()) == Sha256::digest(presented)
-    }
-
-    /// The token, for clients that must send it.
-    pub fn expose(&self) -> &str {
-        self.0.expose_secret()
-    }
-}
-
-impl std::str::FromStr for InternalToken {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.len() < MIN_INTERNAL_TOKEN_LEN {
-            return Err(format!(
-                "the internal token must be at least {MIN_INTERNAL_TOKEN_LEN} characters"
-            ));
-        }
-        if !s.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err("the internal token must be printable ASCII without spaces".to_owned());
-        }
-        Ok(Self(SecretString::from(s.to_owned())))
-    }
-}
-
-impl fmt::Debug for InternalToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("InternalToken(***)")
-    }
-}
-
 /// How `identity-service serve` runs.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Settings {

@@ -83,21 +83,9 @@ impl From<IdentityError> for Status {
             IdentityError::NotFound { .. } => Status::not_found(e.to_string()),
             IdentityError::FailedPrecondition(m) => Status::failed_precondition(m),
             IdentityError::Internal(cause) => {
-                tracing::error!(error = %error_chain(cause.as_ref()), "internal error");
+                tracing::error!(error = %tollgate::telemetry::error_chain(cause.as_ref()), "internal error");
                 Status::internal("internal error")
             }
         }
     }
-}
-
-/// The error and all its sources, `: `-separated, for the log.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

@@ -5,7 +5,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tollgate::ids::{ApiKeyId, UserId};
 use tollgate::keys::{Environment, KeyDigest};
-use tollgate::metadata::{INTERNAL_TOKEN_HEADER, api_key_from_metadata};
+use tollgate::metadata::{INTERNAL_TOKEN_HEADER, InternalToken, api_key_from_metadata};
 use tollgate::permissions::Permission;
 use tollgate::proto::identity::v1 as pb;
 use tollgate::time::{from_proto, to_proto};
@@ -13,7 +13,6 @@ use tonic::{Request, Response, Status};
 
 use crate::api_keys::{ApiKey, KeyName, NewApiKey};
 use crate::authorize::{DenyReason, Principal};
-use crate::config::InternalToken;
 use crate::roles::{ROLE_TABLE, RoleSet};
 use crate::users::{AccountKind, DisplayName, Page, User, UserType};
 use crate::{Identity, IdentityError};

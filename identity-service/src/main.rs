@@ -5,11 +5,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use identity_service::Identity;
 use identity_service::config::{DEFAULT_DATABASE_URL, Settings};
-use identity_service::error::error_chain;
 use identity_service::startup::Application;
 use tollgate::database::DatabaseUrl;
 use tollgate::server::shutdown_signal;
-use tollgate::telemetry::LogArgs;
+use tollgate::telemetry::{LogArgs, error_chain};
 
 #[derive(Debug, Parser)]
 #[command(

@@ -1,0 +1,137 @@
+//! Cached decisions, keyed by (SHA-256 of the key, permission) — never by the key itself.
+//!
+//! - An allowed decision lives for the TTL (the published bound on how long a deleted key keeps
+//!   working), and never past the key's own `expires_at`.
+//! - A denial lives for the shorter denial TTL.
+//! - The cache is bounded in entries (moka evicts by TinyLFU).
+//! - Concurrent misses for the same entry make one `Authorize` call: moka's `try_get_with` runs
+//!   one initialiser and hands its result to every waiter (single flight).
+//! - A failed call is not cached: the request fails closed with UNAVAILABLE, and the next one
+//!   tries again.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::Expiry;
+use moka::future::Cache;
+use tollgate::keys::{ApiKeySecret, KeyDigest};
+use tollgate::permissions::Permission;
+
+use super::client::{IdentityClient, Unavailable};
+use super::{Decision, Principal};
+
+/// A decision and how long it may be trusted, fixed when it is cached.
+#[derive(Debug, Clone)]
+struct Entry {
+    decision: Decision,
+    ttl: Duration,
+}
+
+struct EntryTtl;
+
+impl Expiry<(KeyDigest, Permission), Entry> for EntryTtl {
+    fn expire_after_create(
+        &self,
+        _key: &(KeyDigest, Permission),
+        entry: &Entry,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(entry.ttl)
+    }
+}
+
+/// Why a request is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// No such key, or a deleted one.
+    #[error("invalid API key: it does not exist or was revoked")]
+    UnknownKey,
+    /// An expired key.
+    #[error("expired API key")]
+    ExpiredKey,
+    /// The key lacks the permission.
+    #[error(
+        "this API key lacks the permission {0}; give the service account a role that grants it and create a new key"
+    )]
+    Missing(Permission),
+    /// No decision could be had.
+    #[error("authorization is unavailable: identity-service cannot be reached")]
+    Unavailable(#[source] Arc<Unavailable>),
+}
+
+/// The decision cache in front of identity-service.
+#[derive(Debug, Clone)]
+pub struct AuthCache {
+    cache: Cache<(KeyDigest, Permission), Entry>,
+    client: IdentityClient,
+    ttl: Duration,
+    denial_ttl: Duration,
+}
+
+impl AuthCache {
+    /// A cache of at most `capacity` decisions in front of `client`.
+    pub fn new(client: IdentityClient, ttl: Duration, denial_ttl: Duration, capacity: u64) -> Self {
+        Self {
+            cache: Cache::builder()
+                .max_capacity(capacity)
+                .expire_after(EntryTtl)
+                .build(),
+            client,
+            ttl,
+            denial_ttl: denial_ttl.min(ttl),
+        }
+    }
+
+    /// The principal of `secret` if it holds `permission`.
+    pub async fn check(
+        &self,
+        secret: &ApiKeySecret,
+        permission: Permission,
+    ) -> Result<Arc<Principal>, Refusal> {
+        let digest = secret.digest();
+        let entry = self
+            .cache
+            .try_get_with((digest, permission), async {
+                let decision = self.client.authorize(&digest, permission).await?;
+                Ok::<_, Unavailable>(self.entry(decision))
+            })
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "cannot authorize: failing closed");
+                Refusal::Unavailable(e)
+            })?;
+        match entry.decision {
+            // The TTL already stops at the key's expiry; this guards the instant in between.
+            Decision::Allowed(principal)
+                if principal
+                    .expires_at
+                    .is_some_and(|at| at <= tollgate::time::now()) =>
+            {
+                Err(Refusal::ExpiredKey)
+            }
+            Decision::Allowed(principal) => Ok(principal),
+            Decision::UnknownKey => Err(Refusal::UnknownKey),
+            Decision::ExpiredKey => Err(Refusal::ExpiredKey),
+            Decision::Missing(p) => Err(Refusal::Missing(p)),
+        }
+    }
+
+    fn entry(&self, decision: Decision) -> Entry {
+        let ttl = match &decision {
+            Decision::Allowed(principal) => match principal.expires_at {
+                Some(at) => (at - tollgate::time::now())
+                    .to_std()
+                    .unwrap_or_default()
+                    .min(self.ttl),
+                None => self.ttl,
+            },
+            _ => self.denial_ttl,
+        };
+        Entry { decision, ttl }
+    }
+
+    /// How many `Authorize` calls were made (cache misses that reached identity-service).
+    pub fn identity_calls(&self) -> u64 {
+        self.client.calls()
+    }
+}

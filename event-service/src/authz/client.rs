@@ -1,0 +1,128 @@
+//! The client of identity-service's `Authorize`: one lazily connected, long-lived HTTP/2 channel
+//! (multiplexed, so it serves every concurrent miss), a timeout on every call, and the internal
+//! credential on every call.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tollgate::ids::{ApiKeyId, TenantId, UserId};
+use tollgate::keys::{Environment, KeyDigest};
+use tollgate::metadata::{INTERNAL_TOKEN_HEADER, InternalToken};
+use tollgate::permissions::Permission;
+use tollgate::proto::identity::v1 as pb;
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Channel, Endpoint};
+
+use super::{Decision, Principal};
+
+/// How often an idle connection is pinged, so that a dead peer is noticed before a request
+/// waits on it.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Why no decision could be had. The request fails closed.
+#[derive(Debug, thiserror::Error)]
+pub enum Unavailable {
+    /// identity-service could not be reached or answered with an error.
+    #[error("identity-service call failed: {0}")]
+    Call(#[from] tonic::Status),
+    /// identity-service answered something this build cannot read.
+    #[error("identity-service answered an unreadable decision: {0}")]
+    Unreadable(&'static str),
+}
+
+/// The `Authorize` client.
+#[derive(Debug, Clone)]
+pub struct IdentityClient {
+    client: pb::authorization_service_client::AuthorizationServiceClient<Channel>,
+    token: Option<MetadataValue<tonic::metadata::Ascii>>,
+    calls: Arc<AtomicU64>,
+}
+
+impl IdentityClient {
+    /// A client of the identity-service at `url`. Connects on first use, so that event-service
+    /// can start before identity-service.
+    pub fn new(
+        url: &url::Url,
+        timeout: Duration,
+        token: Option<&InternalToken>,
+    ) -> Result<Self, String> {
+        let endpoint = Endpoint::from_shared(url.to_string())
+            .map_err(|e| format!("invalid identity URL {url}: {e}"))?
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_while_idle(true);
+        let token = token
+            .map(|t| t.expose().parse())
+            .transpose()
+            .map_err(|_| "the internal token is not a valid header value".to_owned())?;
+        Ok(Self {
+            client: pb::authorization_service_client::AuthorizationServiceClient::new(
+                endpoint.connect_lazy(),
+            ),
+            token,
+            calls: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// How many `Authorize` calls this client has made.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// Asks identity-service for a decision.
+    pub async fn authorize(
+        &self,
+        digest: &KeyDigest,
+        permission: Permission,
+    ) -> Result<Decision, Unavailable> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let mut request = tonic::Request::new(pb::AuthorizeRequest {
+            key_digest: digest.as_bytes().to_vec(),
+            permission: permission.as_str().to_owned(),
+        });
+        if let Some(token) = &self.token {
+            request
+                .metadata_mut()
+                .insert(INTERNAL_TOKEN_HEADER, token.clone());
+        }
+        let response = self.client.clone().authorize(request).await?.into_inner();
+        decision_from(response, permission)
+    }
+}
+
+fn decision_from(
+    response: pb::AuthorizeResponse,
+    permission: Permission,
+) -> Result<Decision, Unavailable> {
+    use pb::AuthorizeReason as Reason;
+    match Reason::try_from(response.reason) {
+        Ok(Reason::Allowed) if response.allowed => {}
+        Ok(Reason::KeyNotFound) => return Ok(Decision::UnknownKey),
+        Ok(Reason::KeyExpired) => return Ok(Decision::ExpiredKey),
+        Ok(Reason::PermissionMissing) => return Ok(Decision::Missing(permission)),
+        _ => return Err(Unavailable::Unreadable("reason")),
+    }
+    let p = response
+        .principal
+        .ok_or(Unavailable::Unreadable("principal"))?;
+    let environment = match pb::Environment::try_from(p.environment) {
+        Ok(pb::Environment::Production) => Environment::Production,
+        Ok(pb::Environment::Sandbox) => Environment::Sandbox,
+        _ => return Err(Unavailable::Unreadable("environment")),
+    };
+    let expires_at = response
+        .expires_at
+        .map(|t| tollgate::time::from_proto(&t).ok_or(Unavailable::Unreadable("expires_at")))
+        .transpose()?;
+    Ok(Decision::Allowed(Arc::new(Principal {
+        tenant_id: TenantId::parse(&p.tenant_id)
+            .map_err(|_| Unavailable::Unreadable("tenant_id"))?,
+        environment,
+        user_id: UserId::parse(&p.user_id).map_err(|_| Unavailable::Unreadable("user_id"))?,
+        key_id: ApiKeyId::parse(&p.key_id).map_err(|_| Unavailable::Unreadable("key_id"))?,
+        expires_at,
+    })))
+}

@@ -1,0 +1,62 @@
+//! The one error type of event-service, and its one mapping onto gRPC status codes.
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::store::StoreError;
+
+/// Everything an event operation can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    /// Bad input. `field` is the request path at fault (`events[3].event_name`).
+    #[error("{message}")]
+    InvalidArgument {
+        /// The field, with the batch index where there is one.
+        field: String,
+        /// What is wrong, in words a person can act on.
+        message: String,
+    },
+    /// No such event in the caller's tenant and environment.
+    #[error("event {0} not found")]
+    NotFound(String),
+    /// A fault of ours. The client gets a generic message; the cause is logged.
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The service is shutting down and no longer takes writes.
+    #[error("event-service is shutting down; retry on another replica")]
+    ShuttingDown,
+}
+
+impl EventError {
+    /// An [`EventError::InvalidArgument`] for `field`; the message starts with the field's name.
+    pub fn invalid(field: impl Into<String>, problem: impl std::fmt::Display) -> Self {
+        let field = field.into();
+        Self::InvalidArgument {
+            message: format!("{field} {problem}"),
+            field,
+        }
+    }
+}
+
+impl From<StoreError> for EventError {
+    fn from(e: StoreError) -> Self {
+        Self::Internal(Box::new(e))
+    }
+}
+
+impl From<EventError> for Status {
+    fn from(e: EventError) -> Self {
+        match e {
+            EventError::InvalidArgument { field, message } => {
+                let details = ErrorDetails::with_bad_request_violation(field, message.clone());
+                Status::with_error_details(Code::InvalidArgument, message, details)
+            }
+            EventError::NotFound(_) => Status::not_found(e.to_string()),
+            EventError::ShuttingDown => Status::unavailable(e.to_string()),
+            EventError::Internal(cause) => {
+                tracing::error!(error = %tollgate::telemetry::error_chain(cause.as_ref()), "internal error");
+                Status::internal("internal error")
+            }
+        }
+    }
+}

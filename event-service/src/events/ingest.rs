@@ -1,0 +1,131 @@
+//! The write path: group commit through one writer per database.
+//!
+//! Every ingest request (one event or a batch) goes to a single writer task. The writer takes
+//! what has queued while the previous commit ran, writes it all in one transaction, and only then
+//! answers each caller. A commit costs one fsync whatever its size, so under concurrency many
+//! callers share one, and a caller is never told OK before its own events are durable.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::{IngestOutcome, NewEvent, Scope};
+use crate::EventError;
+use crate::store::{EventStore, StoreError};
+
+/// Requests waiting for the writer. When the queue is full, callers wait (back-pressure)
+/// rather than pile up unbounded memory.
+const QUEUE_DEPTH: usize = 4096;
+/// Events the writer takes into one transaction at most. A large group amortises the commit;
+/// past a few thousand rows the transaction is long enough that latency suffers.
+const MAX_GROUP_EVENTS: usize = 5000;
+
+struct WriteRequest {
+    scope: Scope,
+    events: Vec<NewEvent>,
+    reply: oneshot::Sender<Result<Vec<bool>, Arc<StoreError>>>,
+}
+
+/// A handle to the writer. Cloning it is cheap; the writer stops when every handle is dropped
+/// and the queue is drained.
+#[derive(Debug, Clone)]
+pub struct Ingestor {
+    queue: mpsc::Sender<WriteRequest>,
+}
+
+impl Ingestor {
+    /// Starts the writer for `store`.
+    pub fn start(store: Arc<dyn EventStore>) -> (Self, JoinHandle<()>) {
+        let (queue, requests) = mpsc::channel(QUEUE_DEPTH);
+        let writer = tokio::spawn(run_writer(store, requests));
+        (Self { queue }, writer)
+    }
+
+    /// Stores validated events of one scope, all or nothing; answers once they are committed.
+    pub async fn ingest(
+        &self,
+        scope: Scope,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<IngestOutcome>, EventError> {
+        let (reply, answer) = oneshot::channel();
+        let ids: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();
+        self.queue
+            .send(WriteRequest {
+                scope,
+                events,
+                reply,
+            })
+            .await
+            .map_err(|_| EventError::ShuttingDown)?;
+        let inserted = answer
+            .await
+            .map_err(|_| EventError::ShuttingDown)?
+            .map_err(|e| EventError::Internal(Box::new(SharedStoreError(e))))?;
+        Ok(ids
+            .into_iter()
+            .zip(inserted)
+            .map(|(event_id, new)| IngestOutcome {
+                event_id,
+                duplicate: !new,
+            })
+            .collect())
+    }
+}
+
+/// A store error shared by every request of a failed group.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+struct SharedStoreError(Arc<StoreError>);
+
+async fn run_writer(store: Arc<dyn EventStore>, mut requests: mpsc::Receiver<WriteRequest>) {
+    while let Some(first) = requests.recv().await {
+        let mut size = first.events.len();
+        let mut group = vec![first];
+        while size < MAX_GROUP_EVENTS {
+            match requests.try_recv() {
+                Ok(next) => {
+                    size += next.events.len();
+                    group.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        commit(store.as_ref(), group).await;
+    }
+    tracing::debug!("ingest writer stopped");
+}
+
+async fn commit(store: &dyn EventStore, group: Vec<WriteRequest>) {
+    let batches: Vec<_> = group
+        .iter()
+        .map(|r| (&r.scope, r.events.as_slice()))
+        .collect();
+    match store.insert(&batches).await {
+        Ok(results) => {
+            tracing::trace!(requests = group.len(), "group committed");
+            for (request, inserted) in group.into_iter().zip(results) {
+                let _ = request.reply.send(Ok(inserted));
+            }
+        }
+        Err(e) if group.len() > 1 => {
+            // One request's rows may have failed the whole group: retry each on its own so
+            // that the others still commit and only the culprit gets the error.
+            tracing::warn!(error = %tollgate::telemetry::error_chain(&e), requests = group.len(), "group commit failed; retrying requests one by one");
+            for request in group {
+                let result = store
+                    .insert(&[(&request.scope, request.events.as_slice())])
+                    .await
+                    .map(|mut r| r.pop().unwrap_or_default())
+                    .map_err(Arc::new);
+                let _ = request.reply.send(result);
+            }
+        }
+        Err(e) => {
+            let e = Arc::new(e);
+            for request in group {
+                let _ = request.reply.send(Err(e.clone()));
+            }
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! `event-service serve`: the usage-event gRPC server.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use event_service::config::Settings;
+use event_service::startup::Application;
+use tollgate::server::shutdown_signal;
+use tollgate::telemetry::{LogArgs, error_chain};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "event-service",
+    version,
+    about = "Tollgate event-service: usage events, authorized by identity-service"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gRPC server.
+    Serve(Settings),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = cli.log.init() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    let Command::Serve(settings) = cli.command;
+    let result = async {
+        let app = Application::build(settings).await?;
+        app.run_until_stopped(shutdown_signal()).await
+    }
+    .await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", error_chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Building and running the server: bind first (so port 0 works), then serve until told to stop,
+//! then drain, and let the writer commit what is queued before returning.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tollgate::proto::events::v1::event_service_server::EventServiceServer;
+use tollgate::server::{Health, reflection_services, serve_with_drain};
+use tonic::transport::server::TcpIncoming;
+
+use crate::authz::cache::AuthCache;
+use crate::authz::client::IdentityClient;
+use crate::authz::layer::AuthLayer;
+use crate::config::Settings;
+use crate::events::Events;
+use crate::events::ingest::Ingestor;
+use crate::grpc::EventApi;
+use crate::store::{self, EventStore, StoreError};
+
+/// The gRPC services event-service serves, for health reporting.
+pub const SERVICE_NAMES: &[&str] = &["tollgate.events.v1.EventService"];
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The settings contradict each other.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The database could not be opened or migrated.
+    #[error("cannot open the database {url}")]
+    Database {
+        /// The URL, without its password.
+        url: String,
+        /// Why.
+        #[source]
+        source: StoreError,
+    },
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The reflection service could not read the descriptors (a build problem).
+    #[error("cannot build the reflection service")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The server failed while serving.
+    #[error("server error")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// A bound, not yet serving, event-service.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    store: Arc<dyn EventStore>,
+    events: Events,
+    writer: JoinHandle<()>,
+    auth: Arc<AuthCache>,
+    settings: Settings,
+}
+
+impl Application {
+    /// Validates the settings, opens the database (applying migrations), starts the writer and
+    /// binds the listen address. identity-service is connected to on first use.
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        settings.validate().map_err(StartupError::Config)?;
+        let client = IdentityClient::new(
+            &settings.identity_url,
+            settings.identity_timeout,
+            settings.internal_token.as_ref(),
+        )
+        .map_err(StartupError::Config)?;
+        let auth = Arc::new(AuthCache::new(
+            client,
+            settings.auth_cache_ttl,
+            settings.auth_denial_ttl,
+            settings.auth_cache_capacity,
+        ));
+        let store = store::connect(&settings.database_url)
+            .await
+            .map_err(|source| StartupError::Database {
+                url: settings.database_url.to_string(),
+                source,
+            })?;
+        let listener = TcpListener::bind(settings.listen_addr)
+            .await
+            .map_err(|source| StartupError::Bind {
+                addr: settings.listen_addr,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| StartupError::Bind {
+            addr: settings.listen_addr,
+            source,
+        })?;
+        let (ingestor, writer) = Ingestor::start(store.clone());
+        let events = Events::new(store.clone(), ingestor, settings.max_future_skew);
+        Ok(Self {
+            listener,
+            local_addr,
+            store,
+            events,
+            writer,
+            auth,
+            settings,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The authorization cache, to read how many calls reached identity-service.
+    pub fn auth_cache(&self) -> Arc<AuthCache> {
+        self.auth.clone()
+    }
+
+    /// Serves until `shutdown` resolves, drains within the grace period, then waits for the
+    /// writer to commit every queued event (each of which a caller is still waiting on).
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartupError> {
+        let (health, health_service) = Health::new(SERVICE_NAMES).await;
+        let store = self.store.clone();
+        let watcher = health
+            .watch_database(move || {
+                let store = store.clone();
+                async move { store.ping().await.is_ok() }
+            })
+            .await;
+        let (reflection_v1, reflection_v1alpha) =
+            reflection_services(&[tonic_health::pb::FILE_DESCRIPTOR_SET])?;
+        tracing::info!(
+            addr = %self.local_addr,
+            database = %self.settings.database_url,
+            identity = %self.settings.identity_url,
+            auth_cache_ttl = ?self.settings.auth_cache_ttl,
+            "event-service listening"
+        );
+        // The auth layer wraps every route: it lets health and reflection through and checks
+        // EventService requests before routing, so no handler runs unauthorized.
+        let router = tonic::transport::Server::builder()
+            .layer(AuthLayer::new(self.auth.clone()))
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(EventServiceServer::new(EventApi::new(self.events)));
+        let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
+        let result = serve_with_drain(&health, shutdown, self.settings.shutdown_grace, |signal| {
+            router.serve_with_incoming_shutdown(incoming, signal)
+        })
+        .await;
+        watcher.abort();
+        // The router (and with it every ingest handle) is gone; the writer ends once the queue
+        // is empty.
+        if let Err(e) = self.writer.await {
+            tracing::error!(error = %e, "ingest writer failed");
+        }
+        tracing::info!("event-service stopped");
+        Ok(result?)
+    }
+}

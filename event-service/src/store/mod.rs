@@ -1,0 +1,119 @@
+//! Storage: one trait, implemented for SQLite and PostgreSQL from one body ([`queries`]). What
+//! differs between the backends (JSON functions, the properties column type) is each backend's
+//! [`Dialect`].
+
+#[macro_use]
+mod queries;
+pub mod postgres;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tollgate::database::DatabaseUrl;
+
+use crate::events::query::{Cursor, ListFilter};
+use crate::events::usage::{UsageQuery, UsageReport};
+use crate::events::{Event, NewEvent, Scope};
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Any database error.
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    /// Migrations failed at startup.
+    #[error("cannot migrate the database")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The SQLite file or its folder cannot be created.
+    #[error("cannot create the database file")]
+    Io(#[from] std::io::Error),
+}
+
+/// Events of one scope to insert together.
+pub type Batch<'a> = (&'a Scope, &'a [NewEvent]);
+
+/// Everything event-service keeps. Every method is scoped to a tenant and environment.
+#[async_trait]
+pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
+    /// Whether the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Inserts every batch in one transaction, skipping events whose id is already stored in
+    /// their scope (idempotency, checked in that same transaction). Returns, per batch and event,
+    /// whether the event was new. Nothing is written if an error is returned.
+    async fn insert(&self, batches: &[Batch<'_>]) -> Result<Vec<Vec<bool>>, StoreError>;
+    /// One event by id.
+    async fn get_event(&self, scope: &Scope, event_id: &str) -> Result<Option<Event>, StoreError>;
+    /// Up to `limit` events matching `filter`, newest first, after `after`.
+    async fn list_events(
+        &self,
+        scope: &Scope,
+        filter: &ListFilter,
+        after: Option<Cursor>,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError>;
+    /// A usage report.
+    async fn usage(&self, scope: &Scope, query: &UsageQuery) -> Result<UsageReport, StoreError>;
+}
+
+/// What differs between the backends' SQL.
+pub trait Dialect {
+    /// How a writing transaction begins (`BEGIN IMMEDIATE` takes SQLite's write lock up front).
+    const BEGIN_WRITE: &'static str;
+    /// Appended to the properties placeholder on insert (PostgreSQL stores JSONB).
+    const PROPERTIES_CAST: &'static str;
+    /// How the properties column is read back as JSON text.
+    const PROPERTIES_TEXT: &'static str;
+    /// The bind value that addresses a top-level property in [`Dialect::NUMERIC_PROPERTY`].
+    fn property_path(name: &str) -> String;
+    /// SQL (around one `{}` placeholder, used twice) giving the property's value as a double
+    /// when it is a JSON number, NULL otherwise.
+    const NUMERIC_PROPERTY: [&'static str; 3];
+    /// SQL (around one placeholder) giving the property's value as text, NULL when missing.
+    const TEXT_PROPERTY: [&'static str; 2];
+}
+
+/// Connects to the database the URL names and brings its schema up to date.
+pub async fn connect(url: &DatabaseUrl) -> Result<Arc<dyn EventStore>, StoreError> {
+    Ok(match url {
+        DatabaseUrl::Sqlite(path) => Arc::new(sqlite::SqliteStore::connect(path).await?),
+        DatabaseUrl::Postgres(url) => Arc::new(postgres::PostgresStore::connect(url).await?),
+    })
+}
+
+/// An `events` row as both backends return it.
+#[derive(Debug, sqlx::FromRow)]
+struct EventRow {
+    seq: i64,
+    event_id: String,
+    event_name: String,
+    external_customer_id: String,
+    ts: i64,
+    properties: String,
+    source: String,
+    ingested_at: i64,
+}
+
+impl From<EventRow> for Event {
+    fn from(r: EventRow) -> Self {
+        Event {
+            seq: r.seq,
+            event_id: r.event_id,
+            event_name: r.event_name,
+            external_customer_id: r.external_customer_id,
+            timestamp: tollgate::time::from_micros(r.ts),
+            properties: r.properties,
+            source: r.source,
+            ingested_at: tollgate::time::from_micros(r.ingested_at),
+        }
+    }
+}
+
+/// A usage row as both backends return it.
+#[derive(Debug, sqlx::FromRow)]
+struct UsageRowRaw {
+    win: Option<i64>,
+    customer: Option<String>,
+    value: Option<f64>,
+    n: i64,
+}

@@ -1,0 +1,299 @@
+//! The SQL of [`EventStore`](super::EventStore), written once and expanded for each backend by
+//! `event_store_impl!` (sqlx's runtime queries are typed by backend; a macro keeps one readable
+//! copy instead of a generic impl under a tower of higher-ranked bounds). `QueryBuilder` writes
+//! each backend's placeholders; each backend supplies `Self::pool` and a
+//! [`Dialect`](super::Dialect).
+
+macro_rules! event_store_impl {
+    ($store:ty, $db:ty) => {
+        impl $store {
+            /// Rows per INSERT statement: 9 binds each stays far below both backends' limits.
+            const ROWS_PER_STATEMENT: usize = 1000;
+
+            fn push_select(qb: &mut sqlx::QueryBuilder<'_, $db>) {
+                qb.push("SELECT seq, event_id, event_name, external_customer_id, ts, ");
+                qb.push(<Self as $crate::store::Dialect>::PROPERTIES_TEXT);
+                qb.push(" AS properties, source, ingested_at FROM events WHERE tenant_id = ");
+            }
+
+            fn push_scope<'a>(
+                qb: &mut sqlx::QueryBuilder<'a, $db>,
+                scope: &'a $crate::events::Scope,
+            ) {
+                qb.push_bind(scope.tenant_id.as_str());
+                qb.push(" AND environment = ");
+                qb.push_bind(scope.environment.as_str());
+            }
+
+            /// The aggregated expression over one event's value, and the expression counting
+            /// the events that have one.
+            fn push_value<'a>(
+                qb: &mut sqlx::QueryBuilder<'a, $db>,
+                aggregation: &'a $crate::events::usage::Aggregation,
+                counted: bool,
+            ) {
+                use $crate::events::usage::Aggregation;
+                use $crate::store::Dialect;
+                let numeric = |qb: &mut sqlx::QueryBuilder<'a, $db>, name: &str| {
+                    let [a, b, c] = <Self as Dialect>::NUMERIC_PROPERTY;
+                    qb.push(a);
+                    qb.push_bind(<Self as Dialect>::property_path(name));
+                    qb.push(b);
+                    qb.push_bind(<Self as Dialect>::property_path(name));
+                    qb.push(c);
+                };
+                let (function, distinct) = match aggregation {
+                    Aggregation::Count => ("COUNT", false),
+                    Aggregation::Sum(_) => ("SUM", false),
+                    Aggregation::Min(_) => ("MIN", false),
+                    Aggregation::Max(_) => ("MAX", false),
+                    Aggregation::CountUnique(_) => ("COUNT", true),
+                };
+                let function = if counted { "COUNT" } else { function };
+                qb.push(function);
+                qb.push(if distinct && !counted {
+                    "(DISTINCT "
+                } else {
+                    "("
+                });
+                match aggregation {
+                    Aggregation::Count => {
+                        qb.push("*");
+                    }
+                    Aggregation::Sum(p) | Aggregation::Min(p) | Aggregation::Max(p) => {
+                        numeric(qb, p.as_str())
+                    }
+                    Aggregation::CountUnique(None) => {
+                        qb.push("external_customer_id");
+                    }
+                    Aggregation::CountUnique(Some(p)) => {
+                        let [a, b] = <Self as Dialect>::TEXT_PROPERTY;
+                        qb.push(a);
+                        qb.push_bind(<Self as Dialect>::property_path(p.as_str()));
+                        qb.push(b);
+                    }
+                }
+                qb.push(")");
+            }
+
+            async fn usage_rows(
+                &self,
+                scope: &$crate::events::Scope,
+                query: &$crate::events::usage::UsageQuery,
+                grouped: bool,
+            ) -> Result<Vec<$crate::events::usage::UsageRow>, $crate::store::StoreError> {
+                let window = query.window.filter(|_| grouped);
+                let by_customer = query.group_by_customer && grouped;
+                let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT ");
+                match window {
+                    Some(width) => {
+                        qb.push("ts / ").push_bind(width).push(" AS win, ");
+                    }
+                    None => {
+                        qb.push("CAST(NULL AS BIGINT) AS win, ");
+                    }
+                }
+                qb.push(if by_customer {
+                    "external_customer_id AS customer, "
+                } else {
+                    "CAST(NULL AS TEXT) AS customer, "
+                });
+                qb.push("CAST(");
+                Self::push_value(&mut qb, &query.aggregation, false);
+                qb.push(" AS DOUBLE PRECISION) AS value, ");
+                Self::push_value(&mut qb, &query.aggregation, true);
+                qb.push(" AS n FROM events WHERE tenant_id = ");
+                Self::push_scope(&mut qb, scope);
+                qb.push(" AND event_name = ")
+                    .push_bind(query.event_name.as_str());
+                qb.push(" AND ts >= ").push_bind(query.start);
+                qb.push(" AND ts < ").push_bind(query.end);
+                if let Some(customer) = &query.external_customer_id {
+                    qb.push(" AND external_customer_id = ")
+                        .push_bind(customer.as_str());
+                }
+                match (window.is_some(), by_customer) {
+                    (true, true) => {
+                        qb.push(" GROUP BY win, customer");
+                    }
+                    (true, false) => {
+                        qb.push(" GROUP BY win");
+                    }
+                    (false, true) => {
+                        qb.push(" GROUP BY customer");
+                    }
+                    (false, false) => {}
+                }
+                // Leave out windows and customers with nothing to count.
+                qb.push(" HAVING ");
+                Self::push_value(&mut qb, &query.aggregation, true);
+                qb.push(" > 0");
+                if window.is_some() || by_customer {
+                    qb.push(" ORDER BY win, customer");
+                }
+                let rows: Vec<$crate::store::UsageRowRaw> =
+                    qb.build_query_as().fetch_all(&self.pool).await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|r| $crate::events::usage::UsageRow {
+                        window: r.win,
+                        external_customer_id: r.customer,
+                        value: r.value.unwrap_or_default(),
+                        event_count: r.n,
+                    })
+                    .collect())
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::EventStore for $store {
+            async fn ping(&self) -> Result<(), $crate::store::StoreError> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn insert(
+                &self,
+                batches: &[$crate::store::Batch<'_>],
+            ) -> Result<Vec<Vec<bool>>, $crate::store::StoreError> {
+                use std::collections::HashMap;
+                let ingested_at = tollgate::time::to_micros(tollgate::time::now());
+                let rows: Vec<(&$crate::events::Scope, &$crate::events::NewEvent)> = batches
+                    .iter()
+                    .flat_map(|(scope, events)| events.iter().map(move |e| (*scope, e)))
+                    .collect();
+                // How many rows each (tenant, environment, event_id) got: an id sent twice in one
+                // group is inserted once and is a duplicate the second time.
+                let mut inserted: HashMap<(String, String, String), usize> = HashMap::new();
+                let mut tx = self
+                    .pool
+                    .begin_with(<Self as $crate::store::Dialect>::BEGIN_WRITE)
+                    .await?;
+                for chunk in rows.chunks(Self::ROWS_PER_STATEMENT) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO events (tenant_id, environment, event_id, event_name, \
+                         external_customer_id, ts, properties, source, ingested_at) ",
+                    );
+                    qb.push_values(chunk, |mut row, (scope, e)| {
+                        row.push_bind(scope.tenant_id.as_str())
+                            .push_bind(scope.environment.as_str())
+                            .push_bind(e.event_id.as_str())
+                            .push_bind(e.event_name.as_str())
+                            .push_bind(e.external_customer_id.as_str())
+                            .push_bind(tollgate::time::to_micros(e.timestamp))
+                            .push_bind(e.properties.as_str())
+                            .push_unseparated(<Self as $crate::store::Dialect>::PROPERTIES_CAST)
+                            .push_bind(e.source.as_str())
+                            .push_bind(ingested_at);
+                    });
+                    qb.push(
+                        " ON CONFLICT (tenant_id, environment, event_id) DO NOTHING \
+                         RETURNING tenant_id, environment, event_id",
+                    );
+                    let new: Vec<(String, String, String)> =
+                        qb.build_query_as().fetch_all(&mut *tx).await?;
+                    for key in new {
+                        *inserted.entry(key).or_default() += 1;
+                    }
+                }
+                tx.commit().await?;
+                Ok(batches
+                    .iter()
+                    .map(|(scope, events)| {
+                        events
+                            .iter()
+                            .map(|e| {
+                                let key = (
+                                    scope.tenant_id.to_string(),
+                                    scope.environment.as_str().to_owned(),
+                                    e.event_id.clone(),
+                                );
+                                match inserted.get_mut(&key) {
+                                    Some(n) if *n > 0 => {
+                                        *n -= 1;
+                                        true
+                                    }
+                                    _ => false,
+                                }
+                            })
+                            .collect()
+                    })
+                    .collect())
+            }
+
+            async fn get_event(
+                &self,
+                scope: &$crate::events::Scope,
+                event_id: &str,
+            ) -> Result<Option<$crate::events::Event>, $crate::store::StoreError> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new("");
+                Self::push_select(&mut qb);
+                Self::push_scope(&mut qb, scope);
+                qb.push(" AND event_id = ").push_bind(event_id);
+                let row: Option<$crate::store::EventRow> =
+                    qb.build_query_as().fetch_optional(&self.pool).await?;
+                Ok(row.map(Into::into))
+            }
+
+            async fn list_events(
+                &self,
+                scope: &$crate::events::Scope,
+                filter: &$crate::events::query::ListFilter,
+                after: Option<$crate::events::query::Cursor>,
+                limit: u32,
+            ) -> Result<Vec<$crate::events::Event>, $crate::store::StoreError> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new("");
+                Self::push_select(&mut qb);
+                Self::push_scope(&mut qb, scope);
+                if let Some(name) = &filter.event_name {
+                    qb.push(" AND event_name = ").push_bind(name.as_str());
+                }
+                if let Some(customer) = &filter.external_customer_id {
+                    qb.push(" AND external_customer_id = ")
+                        .push_bind(customer.as_str());
+                }
+                if let Some(source) = &filter.source {
+                    qb.push(" AND source = ").push_bind(source.as_str());
+                }
+                if let Some(start) = filter.start_time {
+                    qb.push(" AND ts >= ")
+                        .push_bind(tollgate::time::to_micros(start));
+                }
+                if let Some(end) = filter.end_time {
+                    qb.push(" AND ts < ")
+                        .push_bind(tollgate::time::to_micros(end));
+                }
+                if let Some(cursor) = after {
+                    qb.push(" AND (ts < ").push_bind(cursor.ts);
+                    qb.push(" OR (ts = ").push_bind(cursor.ts);
+                    qb.push(" AND seq < ").push_bind(cursor.seq);
+                    qb.push("))");
+                }
+                qb.push(" ORDER BY ts DESC, seq DESC LIMIT ")
+                    .push_bind(i64::from(limit));
+                let rows: Vec<$crate::store::EventRow> =
+                    qb.build_query_as().fetch_all(&self.pool).await?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn usage(
+                &self,
+                scope: &$crate::events::Scope,
+                query: &$crate::events::usage::UsageQuery,
+            ) -> Result<$crate::events::usage::UsageReport, $crate::store::StoreError> {
+                let rows = self.usage_rows(scope, query, true).await?;
+                let total = if query.window.is_none() && !query.group_by_customer {
+                    rows.first().map(|r| r.value).unwrap_or_default()
+                } else {
+                    // Distinct counts, minima and maxima do not add up: ask for the total.
+                    self.usage_rows(scope, query, false)
+                        .await?
+                        .first()
+                        .map(|r| r.value)
+                        .unwrap_or_default()
+                };
+                Ok($crate::events::usage::UsageReport { rows, total })
+            }
+        }
+    };
+}

@@ -1,0 +1,396 @@
+//! The event store suite, run against SQLite always and PostgreSQL when TEST_DATABASE_URL is set.
+//! Every query of the store is exercised here: runtime queries are not checked at compile time.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use event_service::events::query::{Cursor, ListFilter};
+use event_service::events::usage::{Aggregation, PropertyName, UsageQuery};
+use event_service::events::{NewEvent, Scope};
+use event_service::store::EventStore;
+use tollgate::ids::TenantId;
+use tollgate::keys::Environment;
+
+fn scope() -> Scope {
+    Scope {
+        tenant_id: TenantId::generate(),
+        environment: Environment::Production,
+    }
+}
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap()
+}
+
+fn event(id: &str, name: &str, customer: &str, at: DateTime<Utc>, properties: &str) -> NewEvent {
+    NewEvent {
+        event_id: id.into(),
+        event_name: name.into(),
+        external_customer_id: customer.into(),
+        timestamp: at,
+        properties: properties.into(),
+        source: "test".into(),
+    }
+}
+
+async fn idempotent_inserts(store: Arc<dyn EventStore>) {
+    let s = scope();
+    let first = [
+        event("a", "call", "c1", t0(), r#"{"n":1}"#),
+        event("b", "call", "c1", t0(), "{}"),
+    ];
+    assert_eq!(
+        store.insert(&[(&s, &first)]).await.unwrap(),
+        vec![vec![true, true]]
+    );
+    // Re-sent ids are duplicates and leave the stored event unchanged; an id twice in one
+    // batch is stored once.
+    let again = [
+        event("a", "changed", "c9", t0(), r#"{"n":2}"#),
+        event("c", "call", "c1", t0(), "{}"),
+        event("c", "call", "c1", t0(), "{}"),
+    ];
+    assert_eq!(
+        store.insert(&[(&s, &again)]).await.unwrap(),
+        vec![vec![false, true, false]]
+    );
+    let a = store.get_event(&s, "a").await.unwrap().unwrap();
+    assert_eq!(
+        (a.event_name.as_str(), a.external_customer_id.as_str()),
+        ("call", "c1")
+    );
+    let props: serde_json::Value = serde_json::from_str(&a.properties).unwrap();
+    assert_eq!(props, serde_json::json!({"n": 1}));
+    assert_eq!(a.timestamp, t0());
+    assert!(a.ingested_at > t0());
+
+    // Ids are unique per scope, not globally: the same id in another tenant or environment is new.
+    let other_tenant = scope();
+    let sandbox = Scope {
+        tenant_id: s.tenant_id.clone(),
+        environment: Environment::Sandbox,
+    };
+    let same_id = [event("a", "call", "c1", t0(), "{}")];
+    let results = store
+        .insert(&[
+            (&other_tenant, &same_id),
+            (&sandbox, &same_id),
+            (&s, &same_id),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(results, vec![vec![true], vec![true], vec![false]]);
+    assert!(store.get_event(&other_tenant, "b").await.unwrap().is_none());
+    assert!(store.get_event(&sandbox, "b").await.unwrap().is_none());
+    assert!(store.get_event(&s, "zzz").await.unwrap().is_none());
+}
+
+async fn large_batches_go_in_whole(store: Arc<dyn EventStore>) {
+    let s = scope();
+    let events: Vec<NewEvent> = (0..2500)
+        .map(|i| {
+            event(
+                &format!("e{i}"),
+                "call",
+                "c",
+                t0() + Duration::seconds(i),
+                "{}",
+            )
+        })
+        .collect();
+    let results = store.insert(&[(&s, &events)]).await.unwrap();
+    assert_eq!(results[0].len(), 2500);
+    assert!(results[0].iter().all(|new| *new));
+    let listed = store
+        .list_events(&s, &ListFilter::default(), None, 3000)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 2500);
+}
+
+async fn listing_filters_and_pages(store: Arc<dyn EventStore>) {
+    let s = scope();
+    let mut events = Vec::new();
+    for i in 0..30 {
+        // Pairs share a timestamp so that paging must break ties by seq.
+        let at = t0() + Duration::seconds(i / 2);
+        let (name, customer) = if i % 3 == 0 {
+            ("upload", "c2")
+        } else {
+            ("call", "c1")
+        };
+        events.push(event(&format!("e{i:02}"), name, customer, at, "{}"));
+    }
+    store.insert(&[(&s, &events)]).await.unwrap();
+    store.insert(&[(&scope(), &events)]).await.unwrap();
+
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .list_events(&s, &ListFilter::default(), after, 7)
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        let last = page.last().unwrap();
+        after = Some(Cursor {
+            ts: tollgate::time::to_micros(last.timestamp),
+            seq: last.seq,
+        });
+        seen.extend(page);
+    }
+    assert_eq!(seen.len(), 30);
+    assert!(
+        seen.windows(2)
+            .all(|w| (w[0].timestamp, w[0].seq) > (w[1].timestamp, w[1].seq))
+    );
+    let mut ids: Vec<_> = seen.iter().map(|e| e.event_id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 30);
+
+    let uploads = ListFilter {
+        event_name: Some("upload".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .list_events(&s, &uploads, None, 100)
+            .await
+            .unwrap()
+            .len(),
+        10
+    );
+    let c1 = ListFilter {
+        external_customer_id: Some("c1".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        store.list_events(&s, &c1, None, 100).await.unwrap().len(),
+        20
+    );
+    let nowhere = ListFilter {
+        source: Some("elsewhere".into()),
+        ..Default::default()
+    };
+    assert!(
+        store
+            .list_events(&s, &nowhere, None, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let window = ListFilter {
+        start_time: Some(t0() + Duration::seconds(2)),
+        end_time: Some(t0() + Duration::seconds(4)),
+        ..Default::default()
+    };
+    let in_window = store.list_events(&s, &window, None, 100).await.unwrap();
+    assert_eq!(in_window.len(), 4, "seconds 2 and 3, two events each");
+}
+
+async fn usage_matches_a_hand_count(store: Arc<dyn EventStore>) {
+    let s = scope();
+    let hour = |h: i64| t0() + Duration::hours(h);
+    let events = [
+        event(
+            "1",
+            "tokens",
+            "alice",
+            hour(0),
+            r#"{"n": 10, "model": "a"}"#,
+        ),
+        event(
+            "2",
+            "tokens",
+            "alice",
+            hour(0) + Duration::minutes(30),
+            r#"{"n": 2.5, "model": "b"}"#,
+        ),
+        event("3", "tokens", "bob", hour(1), r#"{"n": 7, "model": "a"}"#),
+        event("4", "tokens", "bob", hour(1), r#"{"n": "not a number"}"#),
+        event("5", "tokens", "carol", hour(2), r#"{}"#),
+        event("6", "other", "alice", hour(0), r#"{"n": 1000}"#),
+        event("7", "tokens", "alice", hour(3), r#"{"n": 99}"#), // outside the range
+    ];
+    store.insert(&[(&s, &events)]).await.unwrap();
+    store.insert(&[(&scope(), &events)]).await.unwrap(); // another tenant: never counted
+
+    let query = |aggregation, window, group| {
+        UsageQuery::new(
+            "tokens".into(),
+            Some(hour(0)),
+            Some(hour(3)),
+            aggregation,
+            window,
+            group,
+            None,
+        )
+        .unwrap()
+    };
+    let n = || PropertyName::parse("n").unwrap();
+
+    let count = store
+        .usage(&s, &query(Aggregation::Count, None, false))
+        .await
+        .unwrap();
+    assert_eq!(count.total, 5.0);
+    assert_eq!(count.rows.len(), 1);
+    assert_eq!(count.rows[0].event_count, 5);
+
+    let sum = store
+        .usage(&s, &query(Aggregation::Sum(n()), None, false))
+        .await
+        .unwrap();
+    assert_eq!(
+        sum.total, 19.5,
+        "10 + 2.5 + 7; the string and the missing value are ignored"
+    );
+    assert_eq!(sum.rows[0].event_count, 3);
+    assert_eq!(
+        store
+            .usage(&s, &query(Aggregation::Min(n()), None, false))
+            .await
+            .unwrap()
+            .total,
+        2.5
+    );
+    assert_eq!(
+        store
+            .usage(&s, &query(Aggregation::Max(n()), None, false))
+            .await
+            .unwrap()
+            .total,
+        10.0
+    );
+    assert_eq!(
+        store
+            .usage(&s, &query(Aggregation::CountUnique(None), None, false))
+            .await
+            .unwrap()
+            .total,
+        3.0
+    );
+    let models = PropertyName::parse("model").unwrap();
+    assert_eq!(
+        store
+            .usage(
+                &s,
+                &query(Aggregation::CountUnique(Some(models)), None, false)
+            )
+            .await
+            .unwrap()
+            .total,
+        2.0
+    );
+
+    let hourly = query(Aggregation::Sum(n()), Some(3_600_000_000), false);
+    let report = store.usage(&s, &hourly).await.unwrap();
+    let figures: Vec<(i64, f64, i64)> = report
+        .rows
+        .iter()
+        .map(|r| {
+            (
+                (hourly.span_of(r).0 - hourly.start) / 3_600_000_000,
+                r.value,
+                r.event_count,
+            )
+        })
+        .collect();
+    assert_eq!(
+        figures,
+        [(0, 12.5, 2), (1, 7.0, 1)],
+        "hour 2 has no numeric value and is left out"
+    );
+    assert_eq!(report.total, 19.5);
+
+    let per_customer = store
+        .usage(&s, &query(Aggregation::Count, None, true))
+        .await
+        .unwrap();
+    let figures: Vec<(String, f64)> = per_customer
+        .rows
+        .iter()
+        .map(|r| (r.external_customer_id.clone().unwrap(), r.value))
+        .collect();
+    assert_eq!(
+        figures,
+        [
+            ("alice".into(), 2.0),
+            ("bob".into(), 2.0),
+            ("carol".into(), 1.0)
+        ]
+    );
+    assert_eq!(per_customer.total, 5.0);
+
+    let max_per_hour_and_customer = store
+        .usage(&s, &query(Aggregation::Max(n()), Some(3_600_000_000), true))
+        .await
+        .unwrap();
+    assert_eq!(max_per_hour_and_customer.rows.len(), 2);
+    assert_eq!(max_per_hour_and_customer.total, 10.0);
+
+    let only_bob = UsageQuery::new(
+        "tokens".into(),
+        Some(hour(0)),
+        Some(hour(3)),
+        Aggregation::Count,
+        None,
+        false,
+        Some("bob".into()),
+    )
+    .unwrap();
+    assert_eq!(store.usage(&s, &only_bob).await.unwrap().total, 2.0);
+    let empty = UsageQuery::new(
+        "nothing".into(),
+        Some(hour(0)),
+        Some(hour(3)),
+        Aggregation::Sum(n()),
+        None,
+        false,
+        None,
+    )
+    .unwrap();
+    let report = store.usage(&s, &empty).await.unwrap();
+    assert!(report.rows.is_empty());
+    assert_eq!(report.total, 0.0);
+    store.ping().await.unwrap();
+}
+
+/// Expands each suite function into a SQLite test and a PostgreSQL test.
+macro_rules! store_suite {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let url = tollgate::testing::sqlite_in(dir.path());
+                    super::$test(event_service::store::connect(&url).await.unwrap()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    let Some(url) = tollgate::testing::fresh_postgres_database().await else {
+                        return;
+                    };
+                    super::$test(event_service::store::connect(&url).await.unwrap()).await;
+                }
+            )*
+        }
+    };
+}
+
+store_suite!(
+    idempotent_inserts,
+    large_batches_go_in_whole,
+    listing_filters_and_pages,
+    usage_matches_a_hand_count,
+);

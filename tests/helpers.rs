@@ -1,0 +1,279 @@
+//! Helpers for end-to-end tests: both services started in-process on 127.0.0.1:0 against fresh
+//! SQLite databases, typed clients, and the requests the stories need.
+#![allow(clippy::unwrap_used)] // test support fails loudly by design
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use event_service::authz::cache::AuthCache;
+use identity_service::Identity;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tollgate::proto::events::v1 as ev;
+use tollgate::proto::identity::v1 as id;
+use tonic::transport::Channel;
+use tonic::{Request, Status};
+
+/// A running service and how to stop it.
+#[derive(Debug)]
+pub struct Running {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Running {
+    fn start<F>(addr: SocketAddr, run: impl FnOnce(oneshot::Receiver<()>) -> F) -> Self
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let (stop, stopped) = oneshot::channel();
+        Self {
+            addr,
+            stop: Some(stop),
+            task: Some(tokio::spawn(run(stopped))),
+        }
+    }
+
+    /// Stops it and waits until it has drained.
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+    }
+}
+
+/// Both services, one tenant, and its admin key.
+#[derive(Debug)]
+pub struct Stack {
+    /// identity-service.
+    pub identity: Running,
+    /// event-service.
+    pub events: Running,
+    /// The identity domain, to bootstrap tenants and write keys directly.
+    pub identity_domain: Identity,
+    /// event-service's decision cache, to count `Authorize` calls.
+    pub auth_cache: Arc<AuthCache>,
+    /// The first tenant's admin key (full access, production).
+    pub admin_key: String,
+    /// The first tenant's id.
+    pub tenant_id: String,
+    /// The first tenant's admin account.
+    pub admin_id: String,
+    identity_channel: Channel,
+    events_channel: Channel,
+    _dir: tempfile::TempDir,
+}
+
+impl Stack {
+    /// Both services with the default cache TTL.
+    pub async fn start() -> Self {
+        Self::start_with_ttl(Duration::from_secs(10)).await
+    }
+
+    /// Both services, event-service caching decisions for `ttl` (denials for at most `ttl`).
+    pub async fn start_with_ttl(ttl: Duration) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let identity_settings = identity_service::config::Settings::with_database(
+            tollgate::database::DatabaseUrl::Sqlite(dir.path().join("identity.db")),
+        );
+        let identity_app = identity_service::startup::Application::build(identity_settings)
+            .await
+            .unwrap();
+        let identity_addr = identity_app.local_addr();
+        let identity_domain = identity_app.identity().clone();
+        let identity = Running::start(identity_addr, |stopped| async move {
+            identity_app
+                .run_until_stopped(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+
+        let mut settings = event_service::config::Settings::new(
+            tollgate::database::DatabaseUrl::Sqlite(dir.path().join("events.db")),
+            url::Url::parse(&format!("http://{identity_addr}")).unwrap(),
+        );
+        settings.auth_cache_ttl = ttl;
+        settings.auth_denial_ttl = settings.auth_denial_ttl.min(ttl);
+        let events_app = event_service::startup::Application::build(settings)
+            .await
+            .unwrap();
+        let events_addr = events_app.local_addr();
+        let auth_cache = events_app.auth_cache();
+        let events = Running::start(events_addr, |stopped| async move {
+            events_app
+                .run_until_stopped(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+
+        let tenant = identity_domain
+            .bootstrap_tenant("acme", "admin")
+            .await
+            .unwrap();
+        Self {
+            identity_channel: connect(identity_addr).await,
+            events_channel: connect(events_addr).await,
+            identity,
+            events,
+            identity_domain,
+            auth_cache,
+            admin_key: tenant.secret.expose().to_owned(),
+            tenant_id: tenant.tenant.id.to_string(),
+            admin_id: tenant.user.id.to_string(),
+            _dir: dir,
+        }
+    }
+
+    /// Another tenant's admin key.
+    pub async fn other_tenant_key(&self) -> String {
+        let t = self
+            .identity_domain
+            .bootstrap_tenant("globex", "admin")
+            .await
+            .unwrap();
+        t.secret.expose().to_owned()
+    }
+
+    /// A service account with `roles` and a production key for it: (account id, key).
+    pub async fn service_account_key(&self, roles: &[&str]) -> (String, String) {
+        let user = self
+            .users()
+            .create_user(with_key(
+                &self.admin_key,
+                id::CreateUserRequest {
+                    r#type: id::UserType::ServiceAccount.into(),
+                    roles: roles.iter().map(|r| r.to_string()).collect(),
+                    name: "svc".into(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .user
+            .unwrap();
+        let key = self
+            .create_key(Some(&user.id), id::Environment::Unspecified)
+            .await;
+        (user.id, key.api_key)
+    }
+
+    /// A key for a service account (or the admin), in an environment (unset: production).
+    pub async fn create_key(
+        &self,
+        service_account_id: Option<&str>,
+        environment: id::Environment,
+    ) -> id::CreateApiKeyResponse {
+        self.keys()
+            .create_api_key(with_key(
+                &self.admin_key,
+                id::CreateApiKeyRequest {
+                    name: "e2e".into(),
+                    service_account_id: service_account_id.unwrap_or_default().into(),
+                    expires_at: None,
+                    environment: environment.into(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    /// identity-service's user client.
+    pub fn users(&self) -> id::user_service_client::UserServiceClient<Channel> {
+        id::user_service_client::UserServiceClient::new(self.identity_channel.clone())
+    }
+
+    /// identity-service's key client.
+    pub fn keys(&self) -> id::api_key_service_client::ApiKeyServiceClient<Channel> {
+        id::api_key_service_client::ApiKeyServiceClient::new(self.identity_channel.clone())
+    }
+
+    /// event-service's client.
+    pub fn events(&self) -> ev::event_service_client::EventServiceClient<Channel> {
+        ev::event_service_client::EventServiceClient::new(self.events_channel.clone())
+    }
+
+    /// Sends one event with `key`.
+    pub async fn ingest(
+        &self,
+        key: &str,
+        event: ev::EventInput,
+    ) -> Result<ev::IngestResult, Status> {
+        self.events()
+            .ingest_event(with_key(key, ev::IngestEventRequest { event: Some(event) }))
+            .await
+            .map(|r| r.into_inner().result.unwrap())
+    }
+
+    /// Every event visible to `key`, following next_page_token with pages of `page_size`.
+    pub async fn list_all(&self, key: &str, page_size: i32) -> Result<Vec<ev::Event>, Status> {
+        let mut out = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = self
+                .events()
+                .list_events(with_key(
+                    key,
+                    ev::ListEventsRequest {
+                        page_size,
+                        page_token: token.clone(),
+                        ..Default::default()
+                    },
+                ))
+                .await?
+                .into_inner();
+            out.extend(page.events);
+            if page.next_page_token.is_empty() {
+                return Ok(out);
+            }
+            token = page.next_page_token;
+        }
+    }
+}
+
+async fn connect(addr: SocketAddr) -> Channel {
+    // The listener is bound before the service starts, so connecting cannot race it.
+    Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// A request carrying `key` in x-api-key.
+pub fn with_key<T>(key: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert("x-api-key", key.parse().unwrap());
+    request
+}
+
+/// An event for `customer` named `name`, with a numeric `tokens` property.
+pub fn event(name: &str, customer: &str, tokens: f64) -> ev::EventInput {
+    use prost_types::value::Kind;
+    ev::EventInput {
+        event_name: name.into(),
+        external_customer_id: customer.into(),
+        properties: Some(prost_types::Struct {
+            fields: [(
+                "tokens".to_owned(),
+                prost_types::Value {
+                    kind: Some(Kind::NumberValue(tokens)),
+                },
+            )]
+            .into(),
+        }),
+        ..Default::default()
+    }
+}

@@ -43,3 +43,66 @@ pub async fn fresh_postgres_database() -> Option<DatabaseUrl> {
     url.set_path(&name);
     Some(DatabaseUrl::Postgres(url))
 }
+
+/// A service binary started by a test, with its log collected on a thread.
+#[derive(Debug)]
+pub struct ServiceProcess {
+    /// The child process.
+    pub child: std::process::Child,
+    /// The address it announced.
+    pub addr: std::net::SocketAddr,
+    log: Option<std::thread::JoinHandle<Vec<String>>>,
+}
+
+impl ServiceProcess {
+    /// Starts `command` with JSON logs and waits for the log line whose `message` is
+    /// `listening_message`, whose `addr` field is the bound address. The service binds before it
+    /// logs that line, so the address is connectable when this returns.
+    pub fn start(mut command: std::process::Command, listening_message: &str) -> Self {
+        use std::io::{BufRead, BufReader};
+        let mut child = command
+            .env("TOLLGATE_LOG_FORMAT", "json")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the service binary");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let wanted = listening_message.to_owned();
+        let log = std::thread::spawn(move || {
+            let mut log = Vec::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                    if v["message"] == wanted.as_str() {
+                        if let Some(addr) = v["addr"].as_str().and_then(|a| a.parse().ok()) {
+                            let _ = addr_tx.send(addr);
+                        }
+                    }
+                }
+                log.push(line);
+            }
+            log
+        });
+        let Ok(addr) = addr_rx.recv() else {
+            let status = child.wait();
+            let log = log.join().unwrap_or_default().join("\n");
+            panic!("the service exited ({status:?}) before listening:\n{log}");
+        };
+        Self {
+            child,
+            addr,
+            log: Some(log),
+        }
+    }
+
+    /// Waits for the process to exit and returns its exit status and every log line.
+    pub fn wait(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let status = self.child.wait().expect("wait for the service");
+        let log = self
+            .log
+            .take()
+            .and_then(|l| l.join().ok())
+            .unwrap_or_default();
+        (status, log)
+    }
+}

@@ -5,12 +5,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 
 use common::{digest, with_key};
 use tollgate::proto::identity::v1 as pb;
+use tollgate::testing::ServiceProcess;
 
 const BIN: &str = env!("CARGO_BIN_EXE_identity-service");
 
@@ -52,7 +51,8 @@ async fn serve_logs_no_secret_and_stops_cleanly_on_sigterm() {
     let created = tenant_create(&database_url);
     let admin = created["api_key"].as_str().unwrap().to_owned();
 
-    let mut child = Command::new(BIN)
+    let mut command = Command::new(BIN);
+    command
         .args([
             "serve",
             "--listen-addr",
@@ -60,29 +60,9 @@ async fn serve_logs_no_secret_and_stops_cleanly_on_sigterm() {
             "--database-url",
             &database_url,
         ])
-        .env("RUST_LOG", "debug")
-        .env("TOLLGATE_LOG_FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Collect the log on a thread; hand over the bound address from the "listening" line.
-    let stderr = child.stderr.take().unwrap();
-    let (addr_tx, addr_rx) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut log = Vec::new();
-        for line in BufReader::new(stderr).lines() {
-            let line = line.unwrap();
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                if v["message"] == "identity-service listening" {
-                    let _ = addr_tx.send(v["addr"].as_str().unwrap().to_owned());
-                }
-            }
-            log.push(line);
-        }
-        log
-    });
-    let addr = addr_rx.recv().expect("the service announces its address");
+        .env("RUST_LOG", "debug");
+    let service = ServiceProcess::start(command, "identity-service listening");
+    let addr = service.addr;
     let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
@@ -146,17 +126,16 @@ async fn serve_logs_no_secret_and_stops_cleanly_on_sigterm() {
     assert_eq!(malformed.unwrap_err().code(), tonic::Code::Unauthenticated);
 
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &service.child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
     // Wait off the runtime thread: the client's connection must stay live to see the server's
     // GOAWAY, or the drain would run out its grace period waiting for it.
-    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+    let (exit, log) = tokio::task::spawn_blocking(move || service.wait())
         .await
         .unwrap();
     assert!(exit.success(), "exit status after SIGTERM: {exit:?}");
-    let log = reader.join().unwrap();
 
     let text = log.join("\n");
     assert!(log.len() > 5, "expected a debug log, got {log:?}");

@@ -6,6 +6,7 @@
 pub mod base62;
 pub mod database;
 pub mod ids;
+pub mod json;
 pub mod keys;
 pub mod metadata;
 pub mod permissions;

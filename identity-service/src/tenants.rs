@@ -6,7 +6,7 @@ use tollgate::ids::TenantId;
 use tollgate::keys::{ApiKeySecret, Environment};
 
 use crate::api_keys::{ApiKey, KeyName};
-use crate::users::{AccountKind, DisplayName, User};
+use crate::users::{AccountKind, DisplayName, User, UserType};
 use crate::{Identity, IdentityError};
 
 /// An organisation.
@@ -73,5 +73,38 @@ impl Identity {
             key,
             secret,
         })
+    }
+}
+
+impl Identity {
+    /// Mints a new full-access production key for the oldest user account of the tenant named
+    /// `tenant_name`, for operators who have lost theirs (`tollgate dev-key`). Works on the
+    /// database directly, like the bootstrap.
+    pub async fn issue_admin_key(
+        &self,
+        tenant_name: &str,
+        key_name: &str,
+    ) -> Result<(Tenant, User, ApiKey, ApiKeySecret), IdentityError> {
+        let tenant = self
+            .store
+            .find_tenant_by_name(tenant_name)
+            .await?
+            .ok_or_else(|| IdentityError::not_found("tenant", tenant_name))?;
+        let owner = self
+            .store
+            .list_users(&tenant.id, Some(UserType::User), None, 1)
+            .await?
+            .pop()
+            .ok_or_else(|| IdentityError::not_found("user account of tenant", tenant_name))?;
+        let (key, secret) = ApiKey::issue(
+            &owner,
+            Environment::Production,
+            KeyName::parse(key_name)?,
+            None,
+            tollgate::time::now(),
+        )?;
+        self.store.insert_api_key(&key).await?;
+        tracing::info!(tenant_id = %tenant.id, key_id = %key.id, "admin key issued");
+        Ok((tenant, owner, key, secret))
     }
 }

@@ -294,6 +294,16 @@ async fn constraints_are_classified(store: Arc<dyn IdentityStore>) {
         store.insert_api_key(&issue(&ghost, None)).await,
         Err(StoreError::ForeignKeyViolation)
     ));
+    // Tenants are found by name (the oldest of that name).
+    assert_eq!(
+        store
+            .find_tenant_by_name("acme")
+            .await
+            .unwrap()
+            .map(|found| found.name),
+        Some("acme".to_owned())
+    );
+    assert_eq!(store.find_tenant_by_name("nobody").await.unwrap(), None);
     // A failed bootstrap leaves nothing behind.
     let t2 = Tenant {
         id: TenantId::generate(),

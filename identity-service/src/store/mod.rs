@@ -87,6 +87,8 @@ pub trait IdentityStore: Send + Sync + std::fmt::Debug + 'static {
         user: &User,
         key: &ApiKey,
     ) -> Result<(), StoreError>;
+    /// The oldest tenant with this name, if any.
+    async fn find_tenant_by_name(&self, name: &str) -> Result<Option<Tenant>, StoreError>;
     /// Stores a new user.
     async fn insert_user(&self, user: &User) -> Result<(), StoreError>;
     /// One user of a tenant.
@@ -190,6 +192,26 @@ impl TryFrom<UserRow> for User {
             roles: RoleSet::from_storage(&row.roles).ok_or_else(|| corrupt("roles", &row.roles))?,
             created_at: from_micros(row.created_at),
             updated_at: from_micros(row.updated_at),
+        })
+    }
+}
+
+/// A `tenants` row as both backends return it.
+#[derive(Debug, sqlx::FromRow)]
+struct TenantRow {
+    id: String,
+    name: String,
+    created_at: i64,
+}
+
+impl TryFrom<TenantRow> for Tenant {
+    type Error = StoreError;
+
+    fn try_from(row: TenantRow) -> Result<Self, Self::Error> {
+        Ok(Tenant {
+            id: parse_stored(&row.id, TenantId::parse)?,
+            name: row.name,
+            created_at: from_micros(row.created_at),
         })
     }
 }

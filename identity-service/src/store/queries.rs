@@ -105,6 +105,20 @@ macro_rules! identity_store_impl {
                 Ok(())
             }
 
+            async fn find_tenant_by_name(
+                &self,
+                name: &str,
+            ) -> Result<Option<$crate::tenants::Tenant>, $crate::store::StoreError> {
+                sqlx::query_as::<_, $crate::store::TenantRow>(
+                    "SELECT id, name, created_at FROM tenants WHERE name = $1 ORDER BY id LIMIT 1",
+                )
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?
+                .map(TryInto::try_into)
+                .transpose()
+            }
+
             async fn insert_user(
                 &self,
                 user: &$crate::users::User,

@@ -118,7 +118,10 @@ impl Health {
 
 /// Server reflection, both `grpc.reflection.v1` and `v1alpha` (older clients, grpcio among them,
 /// speak only v1alpha), over every Tollgate proto and the extra descriptor sets given (health).
+/// Only `services` (and health and reflection) are advertised: the descriptor set holds both
+/// services' APIs, and a client must not be told a server offers what it does not.
 pub fn reflection_services(
+    services: &[&'static str],
     extra: &[&'static [u8]],
 ) -> Result<
     (
@@ -132,11 +135,15 @@ pub fn reflection_services(
     tonic_reflection::server::Error,
 > {
     let configure = || {
-        extra.iter().fold(
+        let builder = extra.iter().fold(
             tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(crate::FILE_DESCRIPTOR_SET),
             |builder, set| builder.register_encoded_file_descriptor_set(set),
-        )
+        );
+        services
+            .iter()
+            .chain(&["grpc.health.v1.Health"])
+            .fold(builder, |builder, name| builder.with_service_name(*name))
     };
     Ok((configure().build_v1()?, configure().build_v1alpha()?))
 }

@@ -138,7 +138,7 @@ impl Application {
             })
             .await;
         let (reflection_v1, reflection_v1alpha) =
-            reflection_services(&[tonic_health::pb::FILE_DESCRIPTOR_SET])?;
+            reflection_services(SERVICE_NAMES, &[tonic_health::pb::FILE_DESCRIPTOR_SET])?;
         tracing::info!(
             addr = %self.local_addr,
             database = %self.settings.database_url,

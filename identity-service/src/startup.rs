@@ -115,7 +115,7 @@ impl Application {
             })
             .await;
         let (reflection_v1, reflection_v1alpha) =
-            reflection_services(&[tonic_health::pb::FILE_DESCRIPTOR_SET])?;
+            reflection_services(SERVICE_NAMES, &[tonic_health::pb::FILE_DESCRIPTOR_SET])?;
         let api = GrpcApi::new(self.identity, self.settings.internal_token.clone());
         tracing::info!(
             addr = %self.local_addr,

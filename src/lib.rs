@@ -10,6 +10,7 @@ pub mod json;
 pub mod keys;
 pub mod metadata;
 pub mod permissions;
+pub mod process;
 pub mod server;
 pub mod telemetry;
 #[cfg(feature = "testing")]

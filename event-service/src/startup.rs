@@ -165,7 +165,10 @@ impl Application {
         if let Err(e) = self.writer.await {
             tracing::error!(error = %e, "ingest writer failed");
         }
-        tracing::info!("event-service stopped");
+        tracing::info!(
+            identity_calls = self.auth.identity_calls(),
+            "event-service stopped"
+        );
         Ok(result?)
     }
 }

@@ -8,8 +8,8 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use tollgate::database::DatabaseUrl;
+use tollgate::process::ServiceProcess;
 use tollgate::proto::events::v1 as ev;
-use tollgate::testing::ServiceProcess;
 use tonic::Request;
 use tonic::transport::Channel;
 
@@ -42,7 +42,7 @@ fn start_events(database_url: &DatabaseUrl, identity: &str) -> ServiceProcess {
         "--identity-url",
         identity,
     ]);
-    ServiceProcess::start(command, "event-service listening")
+    ServiceProcess::start(command, "event-service listening").unwrap()
 }
 
 async fn acknowledged_events_survive_sigkill(events_db: DatabaseUrl) {
@@ -112,7 +112,7 @@ async fn acknowledged_events_survive_sigkill(events_db: DatabaseUrl) {
     for client in clients {
         client.await.unwrap();
     }
-    let (status, _) = service.wait();
+    let (status, _) = service.wait().unwrap();
     assert!(!status.success(), "the process was killed");
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() >= ACKS_BEFORE_KILL);
@@ -150,7 +150,7 @@ async fn acknowledged_events_survive_sigkill(events_db: DatabaseUrl) {
     );
     let mut restarted = restarted;
     restarted.child.kill().unwrap();
-    restarted.wait();
+    restarted.wait().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use tollgate::testing::ServiceProcess;
+use tollgate::process::ServiceProcess;
 
 const BIN: &str = env!("CARGO_BIN_EXE_event-service");
 
@@ -62,13 +62,13 @@ fn sigterm_drains_and_exits_cleanly() {
         "--database-url",
         &format!("sqlite:{}", dir.path().join("e.db").display()),
     ]);
-    let service = ServiceProcess::start(command, "event-service listening");
+    let service = ServiceProcess::start(command, "event-service listening").unwrap();
     let status = Command::new("kill")
         .args(["-TERM", &service.child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    let (exit, log) = service.wait();
+    let (exit, log) = service.wait().unwrap();
     assert!(exit.success(), "{exit:?}");
     let text = log.join("\n");
     assert!(

@@ -228,6 +228,7 @@ impl Identity {
     ) -> Result<(), IdentityError> {
         caller.require(Permission::ApiKeysManage)?;
         if self.store.delete_api_key(&caller.tenant_id, id).await? {
+            self.keys.invalidate_all();
             tracing::info!(key_id = %id, "API key revoked");
             Ok(())
         } else {

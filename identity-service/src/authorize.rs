@@ -9,6 +9,7 @@ use tollgate::keys::{ApiKeySecret, Environment, KeyDigest};
 use tollgate::permissions::Permission;
 
 use crate::api_keys::ApiKey;
+use crate::key_cache::CachedKey;
 use crate::roles::RoleSet;
 use crate::users::UserType;
 use crate::{Identity, IdentityError};
@@ -135,10 +136,10 @@ impl Identity {
         permission: Permission,
     ) -> Result<Decision, IdentityError> {
         let now = tollgate::time::now();
-        let key = self.store.find_api_key_by_digest(digest).await?;
-        let decision = Decision::decide(key.as_ref(), permission, now);
-        if let Some(key) = key.as_ref().filter(|k| !k.is_expired(now)) {
-            self.record_use(key, now).await;
+        let cached = self.keys.get(self.store.as_ref(), digest).await?;
+        let decision = Decision::decide(cached.as_ref().map(|c| &c.key), permission, now);
+        if let Some(cached) = cached.as_ref().filter(|c| !c.key.is_expired(now)) {
+            self.record_use(cached, now).await;
         }
         tracing::debug!(allowed = decision.allowed(), reason = ?decision.outcome.err(), "decided");
         Ok(decision)
@@ -149,30 +150,35 @@ impl Identity {
     /// operation.
     pub async fn authenticate(&self, secret: &ApiKeySecret) -> Result<Principal, IdentityError> {
         let now = tollgate::time::now();
-        match self.store.find_api_key_by_digest(&secret.digest()).await? {
+        match self.keys.get(self.store.as_ref(), &secret.digest()).await? {
             None => Err(IdentityError::Unauthenticated(
                 "invalid API key: it does not exist or was revoked".to_owned(),
             )),
-            Some(key) if key.is_expired(now) => {
+            Some(cached) if cached.key.is_expired(now) => {
                 Err(IdentityError::Unauthenticated("expired API key".to_owned()))
             }
-            Some(key) => {
-                self.record_use(&key, now).await;
-                Ok(Principal::of(&key))
+            Some(cached) => {
+                self.record_use(&cached, now).await;
+                Ok(Principal::of(&cached.key))
             }
         }
     }
 
-    /// Writes `last_used_at` when the stored value is older than the resolution. A failure here
-    /// must not fail the request it belongs to, so it is logged and dropped.
-    async fn record_use(&self, key: &ApiKey, now: DateTime<Utc>) {
+    /// Writes `last_used_at` when it is older than the resolution, at most once per key per
+    /// resolution on this replica (the store's conditional update keeps replicas from writing
+    /// it more often). A failure must not fail the request it belongs to: it is logged.
+    async fn record_use(&self, cached: &CachedKey, now: DateTime<Utc>) {
         let resolution = chrono::Duration::from_std(LAST_USED_RESOLUTION).unwrap_or_default();
         let stale_before = now - resolution;
-        if key.last_used_at.is_some_and(|at| at > stale_before) {
+        if !cached.claim_use(now, stale_before) {
             return;
         }
-        if let Err(e) = self.store.touch_api_key(&key.id, now, stale_before).await {
-            tracing::warn!(key_id = %key.id, error = %e, "cannot record API key use");
+        if let Err(e) = self
+            .store
+            .touch_api_key(&cached.key.id, now, stale_before)
+            .await
+        {
+            tracing::warn!(key_id = %cached.key.id, error = %e, "cannot record API key use");
         }
     }
 }

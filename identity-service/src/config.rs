@@ -12,6 +12,11 @@ use tollgate::metadata::InternalToken;
 pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:50051";
 /// The embedded default: a SQLite file under `./data/`, created on first start.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite:data/identity.db";
+/// Key records are cached this long. On one replica a delete takes effect at once; with
+/// replicas sharing PostgreSQL, another replica may answer from its copy this much longer, so it
+/// adds to the revocation bound. One second keeps that addition small while a busy key still
+/// costs one database read per second instead of one per `Authorize`.
+pub const DEFAULT_KEY_CACHE_TTL: &str = "1s";
 /// Long enough for in-flight requests (all short) to finish, short enough for a rolling update.
 pub const DEFAULT_SHUTDOWN_GRACE: &str = "10s";
 /// How `identity-service serve` runs.
@@ -27,6 +32,10 @@ pub struct Settings {
     /// Unset: Authorize is open to anyone who can reach the port (fine on loopback only).
     #[arg(long, env = "TOLLGATE_INTERNAL_TOKEN", hide_env_values = true)]
     pub internal_token: Option<InternalToken>,
+    /// How long key records are cached for Authorize (0s disables the cache). Deletes on this
+    /// replica take effect at once; other replicas see them within this time.
+    #[arg(long, env = "IDENTITY_KEY_CACHE_TTL", default_value = DEFAULT_KEY_CACHE_TTL, value_parser = tollgate::telemetry::parse_duration)]
+    pub key_cache_ttl: Duration,
     /// How long shutdown waits for in-flight requests before closing connections.
     #[arg(long, env = "IDENTITY_SHUTDOWN_GRACE", default_value = DEFAULT_SHUTDOWN_GRACE, value_parser = tollgate::telemetry::parse_duration)]
     pub shutdown_grace: Duration,
@@ -40,6 +49,7 @@ impl Settings {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             database_url,
             internal_token: None,
+            key_cache_ttl: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(10),
         }
     }

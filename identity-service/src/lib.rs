@@ -11,6 +11,7 @@ pub mod authorize;
 pub mod config;
 pub mod error;
 pub mod grpc;
+pub mod key_cache;
 pub mod roles;
 pub mod startup;
 pub mod store;
@@ -18,20 +19,32 @@ pub mod tenants;
 pub mod users;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use error::IdentityError;
+use key_cache::KeyCache;
 use store::IdentityStore;
 
 /// The identity domain: every operation the gRPC services expose, free of gRPC types.
 #[derive(Debug, Clone)]
 pub struct Identity {
     store: Arc<dyn IdentityStore>,
+    keys: KeyCache,
 }
 
 impl Identity {
-    /// Wraps a store.
+    /// Wraps a store, without caching key records (for one-shot commands and tests that write
+    /// to the store behind the service's back).
     pub fn new(store: Arc<dyn IdentityStore>) -> Self {
-        Self { store }
+        Self::with_key_cache(store, Duration::ZERO)
+    }
+
+    /// Wraps a store, caching key records for `ttl` (see [`key_cache`]).
+    pub fn with_key_cache(store: Arc<dyn IdentityStore>, ttl: Duration) -> Self {
+        Self {
+            store,
+            keys: KeyCache::new(ttl),
+        }
     }
 
     /// The store, for health checks.

@@ -86,7 +86,7 @@ impl Application {
         Ok(Self {
             listener,
             local_addr,
-            identity: Identity::new(store),
+            identity: Identity::with_key_cache(store, settings.key_cache_ttl),
             settings,
         })
     }

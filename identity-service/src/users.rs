@@ -264,6 +264,7 @@ impl Identity {
         caller.require(Permission::UsersManage)?;
         match self.store.delete_user(&caller.tenant_id, id).await? {
             DeleteUserOutcome::Deleted { revoked_api_keys } => {
+                self.keys.invalidate_all();
                 tracing::info!(user_id = %id, revoked_api_keys, "user deleted");
                 Ok(revoked_api_keys)
             }

@@ -8,8 +8,8 @@ mod common;
 use std::process::Command;
 
 use common::{digest, with_key};
+use tollgate::process::ServiceProcess;
 use tollgate::proto::identity::v1 as pb;
-use tollgate::testing::ServiceProcess;
 
 const BIN: &str = env!("CARGO_BIN_EXE_identity-service");
 
@@ -61,7 +61,7 @@ async fn serve_logs_no_secret_and_stops_cleanly_on_sigterm() {
             &database_url,
         ])
         .env("RUST_LOG", "debug");
-    let service = ServiceProcess::start(command, "identity-service listening");
+    let service = ServiceProcess::start(command, "identity-service listening").unwrap();
     let addr = service.addr;
     let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
         .unwrap()
@@ -132,7 +132,7 @@ async fn serve_logs_no_secret_and_stops_cleanly_on_sigterm() {
     assert!(status.success());
     // Wait off the runtime thread: the client's connection must stay live to see the server's
     // GOAWAY, or the drain would run out its grace period waiting for it.
-    let (exit, log) = tokio::task::spawn_blocking(move || service.wait())
+    let (exit, log) = tokio::task::spawn_blocking(move || service.wait().unwrap())
         .await
         .unwrap();
     assert!(exit.success(), "exit status after SIGTERM: {exit:?}");

@@ -1,0 +1,831 @@
+//! `tollgate bench`: measures Tollgate against the gRPC floor.
+//!
+//! The servers run as separate processes (this binary's hidden `serve-identity`/`serve-events`),
+//! pinned to one core while the load generator is pinned to another when there are two. The
+//! floor is `grpc.health.v1/Check` on the same server process in the same run, so every figure
+//! can be read as a fraction of what a trivial RPC costs on this machine.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde_json::{Value, json};
+use tollgate::database::DatabaseUrl;
+use tollgate::process::ServiceProcess;
+use tollgate::proto::events::v1 as ev;
+use tollgate::proto::identity::v1 as id;
+use tollgate::telemetry::parse_duration;
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::CliResult;
+
+type BoxError = Box<dyn std::error::Error>;
+
+/// Flags of `tollgate bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// How long each throughput or latency figure is measured (after a 1 s warm-up).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Requests in flight for throughput figures, on one HTTP/2 connection.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Events loaded (in batches of 1000) for the ListEvents and GetUsage figures.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: usize,
+    /// Length of the run that counts `Authorize` calls behind the cache.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    cache_run: Duration,
+    /// Also measure batched ingest on PostgreSQL: a server URL on which a fresh database is
+    /// created (and dropped afterwards).
+    #[arg(long, env = "TOLLGATE_BENCH_POSTGRES_URL")]
+    postgres_url: Option<url::Url>,
+    /// Where to write the JSON summary.
+    #[arg(long, default_value = "bench-results.json")]
+    out: PathBuf,
+    /// Do not pin servers and load generator to separate cores.
+    #[arg(long)]
+    no_pin: bool,
+}
+
+/// Latencies and counts of one measured run.
+#[derive(Debug)]
+struct Stats {
+    requests: u64,
+    errors: u64,
+    first_error: Option<String>,
+    seconds: f64,
+    latencies: Vec<Duration>,
+}
+
+impl Stats {
+    fn per_second(&self) -> f64 {
+        self.requests as f64 / self.seconds
+    }
+
+    fn percentile(&self, p: f64) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        let rank = ((p / 100.0) * self.latencies.len() as f64).ceil() as usize;
+        self.latencies[rank.clamp(1, self.latencies.len()) - 1]
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "requests": self.requests, "errors": self.errors, "seconds": self.seconds,
+            "per_second": self.per_second(), "p50_ms": ms(self.percentile(50.0)),
+            "p90_ms": ms(self.percentile(90.0)), "p99_ms": ms(self.percentile(99.0)),
+            "max_ms": ms(self.latencies.last().copied().unwrap_or_default()),
+            "first_error": self.first_error,
+        })
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Runs `call` from `concurrency` tasks until `duration` has passed. `call` gets a sequence
+/// number, unique across tasks.
+async fn load<F, Fut>(concurrency: usize, duration: Duration, call: F) -> Stats
+where
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<(), tonic::Status>> + Send,
+{
+    let sequence = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let deadline = start + duration;
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (call, sequence) = (call.clone(), sequence.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let (mut errors, mut first_error) = (0, None);
+                while Instant::now() < deadline {
+                    let n = sequence.fetch_add(1, Ordering::Relaxed);
+                    let t = Instant::now();
+                    let result = call(n).await;
+                    latencies.push(t.elapsed());
+                    if let Err(e) = result {
+                        errors += 1;
+                        first_error
+                            .get_or_insert_with(|| format!("{:?}: {}", e.code(), e.message()));
+                    }
+                }
+                (latencies, errors, first_error)
+            })
+        })
+        .collect();
+    let mut stats = Stats {
+        requests: 0,
+        errors: 0,
+        first_error: None,
+        seconds: 0.0,
+        latencies: Vec::new(),
+    };
+    for task in tasks {
+        if let Ok((latencies, errors, first_error)) = task.await {
+            stats.errors += errors;
+            stats.first_error = stats.first_error.or(first_error);
+            stats.latencies.extend(latencies);
+        }
+    }
+    stats.seconds = start.elapsed().as_secs_f64();
+    stats.requests = stats.latencies.len() as u64;
+    stats.latencies.sort_unstable();
+    stats
+}
+
+/// `load` after a one-second warm-up whose figures are dropped.
+async fn measure<F, Fut>(concurrency: usize, duration: Duration, call: F) -> Stats
+where
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<(), tonic::Status>> + Send,
+{
+    load(concurrency, Duration::from_secs(1), call.clone()).await;
+    load(concurrency, duration, call).await
+}
+
+fn with_key<T>(key: &str, message: T) -> Result<tonic::Request<T>, tonic::Status> {
+    let mut request = tonic::Request::new(message);
+    let value = key
+        .parse()
+        .map_err(|_| tonic::Status::internal("key is not a header value"))?;
+    request
+        .metadata_mut()
+        .insert(tollgate::metadata::API_KEY_HEADER, value);
+    Ok(request)
+}
+
+struct Servers {
+    exe: PathBuf,
+    pin: bool,
+}
+
+impl Servers {
+    fn command(&self, args: &[String]) -> Command {
+        let mut command = if self.pin {
+            let mut c = Command::new("taskset");
+            c.args(["-c", "1"]).arg(&self.exe);
+            c
+        } else {
+            Command::new(&self.exe)
+        };
+        command
+            .args(args)
+            .env("TOLLGATE_LOG_LEVEL", "info")
+            .env_remove("RUST_LOG");
+        command
+    }
+
+    fn identity(&self, db: &DatabaseUrl) -> Result<ServiceProcess, BoxError> {
+        let args = [
+            "serve-identity",
+            "--listen-addr",
+            "127.0.0.1:0",
+            "--database-url",
+            &db_arg(db),
+        ]
+        .map(String::from);
+        Ok(ServiceProcess::start(
+            self.command(&args),
+            "identity-service listening",
+        )?)
+    }
+
+    fn events(
+        &self,
+        db: &DatabaseUrl,
+        identity: &ServiceProcess,
+    ) -> Result<ServiceProcess, BoxError> {
+        let args = [
+            "serve-events",
+            "--listen-addr",
+            "127.0.0.1:0",
+            "--database-url",
+            &db_arg(db),
+            "--identity-url",
+            &format!("http://{}", identity.addr),
+        ]
+        .map(String::from);
+        Ok(ServiceProcess::start(
+            self.command(&args),
+            "event-service listening",
+        )?)
+    }
+}
+
+fn db_arg(db: &DatabaseUrl) -> String {
+    match db {
+        DatabaseUrl::Sqlite(path) => format!("sqlite:{}", path.display()),
+        DatabaseUrl::Postgres(url) => url.to_string(),
+    }
+}
+
+async fn channel(process: &ServiceProcess) -> Result<Channel, BoxError> {
+    Ok(Channel::from_shared(format!("http://{}", process.addr))?
+        .connect()
+        .await?)
+}
+
+/// Stops a server and returns its log.
+async fn stop(process: ServiceProcess) -> Result<Vec<String>, BoxError> {
+    process.terminate()?;
+    Ok(tokio::task::spawn_blocking(move || process.wait())
+        .await??
+        .1)
+}
+
+fn machine() -> Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+        })
+        .unwrap_or_default();
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .map(|l| l.split_whitespace().nth(1).unwrap_or_default().to_owned())
+        })
+        .unwrap_or_default();
+    json!({
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "cpu": cpu, "memory_kib": memory, "os": std::env::consts::OS,
+    })
+}
+
+/// Creates tenants and keys straight in identity-service's database (before it starts).
+async fn bootstrap(db: &DatabaseUrl) -> Result<(String, String), BoxError> {
+    let store = identity_service::store::connect(db).await?;
+    let domain = identity_service::Identity::new(store);
+    let main = domain.bootstrap_tenant("bench", "admin").await?;
+    let big = domain.bootstrap_tenant("bench-1m", "admin").await?;
+    Ok((
+        main.secret.expose().to_owned(),
+        big.secret.expose().to_owned(),
+    ))
+}
+
+/// Service-account keys with both event roles.
+async fn service_keys(
+    identity: Channel,
+    admin: &str,
+    count: usize,
+) -> Result<Vec<String>, BoxError> {
+    let mut users = id::user_service_client::UserServiceClient::new(identity.clone());
+    let mut keys = id::api_key_service_client::ApiKeyServiceClient::new(identity);
+    let account = users
+        .create_user(with_key(
+            admin,
+            id::CreateUserRequest {
+                r#type: id::UserType::ServiceAccount.into(),
+                roles: vec!["event_ingestor".into(), "event_reader".into()],
+                name: "bench".into(),
+            },
+        )?)
+        .await?
+        .into_inner()
+        .user
+        .ok_or("no user in response")?;
+    let mut out = Vec::new();
+    for i in 0..count {
+        let request = with_key(
+            admin,
+            id::CreateApiKeyRequest {
+                name: format!("bench-{i}"),
+                service_account_id: account.id.clone(),
+                ..Default::default()
+            },
+        )?;
+        out.push(keys.create_api_key(request).await?.into_inner().api_key);
+    }
+    Ok(out)
+}
+
+fn health_call(
+    channel: Channel,
+) -> impl Fn(u64) -> std::pin::Pin<Box<dyn Future<Output = Result<(), tonic::Status>> + Send>>
++ Clone
++ Send
++ 'static {
+    move |_| {
+        let mut client = HealthClient::new(channel.clone());
+        Box::pin(async move {
+            client
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                .map(|_| ())
+        })
+    }
+}
+
+fn single_event(n: u64, name: &str) -> ev::EventInput {
+    use prost_types::value::Kind;
+    ev::EventInput {
+        event_id: format!("{name}-{n}"),
+        event_name: name.into(),
+        external_customer_id: format!("cus_{}", n % 1000),
+        properties: Some(prost_types::Struct {
+            fields: [(
+                "tokens".to_owned(),
+                prost_types::Value {
+                    kind: Some(Kind::NumberValue((n % 100) as f64)),
+                },
+            )]
+            .into(),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Loads `total` events over one day in batches of 1000 with 4 batches in flight; returns
+/// (events per second, seconds).
+async fn load_batches(
+    events: Channel,
+    key: &str,
+    total: usize,
+    day_start: chrono::DateTime<Utc>,
+    label: &'static str,
+) -> Result<(f64, f64), BoxError> {
+    const BATCH: usize = 1000;
+    const IN_FLIGHT: usize = 4;
+    let batches = total.div_ceil(BATCH) as u64;
+    let next = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..IN_FLIGHT)
+        .map(|_| {
+            let (next, key, events) = (next.clone(), key.to_owned(), events.clone());
+            tokio::spawn(async move {
+                let mut client = ev::event_service_client::EventServiceClient::new(events);
+                loop {
+                    let b = next.fetch_add(1, Ordering::Relaxed);
+                    if b >= batches {
+                        return Ok::<(), tonic::Status>(());
+                    }
+                    let batch = (0..BATCH as u64)
+                        .map(|i| {
+                            let n = b * BATCH as u64 + i;
+                            let offset = chrono::Duration::microseconds(
+                                (n as i64) * 86_400_000_000 / total as i64,
+                            );
+                            ev::EventInput {
+                                timestamp: Some(tollgate::time::to_proto(day_start + offset)),
+                                ..single_event(n, label)
+                            }
+                        })
+                        .collect();
+                    client
+                        .ingest_events(with_key(&key, ev::IngestEventsRequest { events: batch })?)
+                        .await?;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await??;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(((batches as usize * BATCH) as f64 / seconds, seconds))
+}
+
+/// Runs the benchmark.
+pub async fn bench(args: BenchArgs) -> CliResult {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let pin = !args.no_pin && cores >= 2 && Command::new("taskset").arg("-V").output().is_ok();
+    if pin {
+        // Every thread of this process (the load generator) on core 0; servers go on core 1.
+        Command::new("taskset")
+            .args(["-a", "-cp", "0", &std::process::id().to_string()])
+            .output()?;
+    }
+    let dir = tempfile::tempdir()?;
+    let servers = Servers {
+        exe: std::env::current_exe()?,
+        pin,
+    };
+    let identity_db = DatabaseUrl::Sqlite(dir.path().join("identity.db"));
+    let events_db = DatabaseUrl::Sqlite(dir.path().join("events.db"));
+    let c = args.concurrency;
+    let d = args.duration;
+    let mut figures = serde_json::Map::new();
+    let mut rows: Vec<[String; 5]> = Vec::new();
+    eprintln!(
+        "bench: {} cores, pinned: {pin}, concurrency {c}, {} s per figure",
+        cores,
+        d.as_secs_f64()
+    );
+
+    let (admin, big_admin) = bootstrap(&identity_db).await?;
+    let identity = servers.identity(&identity_db)?;
+    let identity_channel = channel(&identity).await?;
+    let keys = service_keys(identity_channel.clone(), &admin, 100).await?;
+
+    // identity-service: the floor, then Authorize.
+    eprintln!("bench: identity-service floor and Authorize");
+    let id_floor = measure(c, d, health_call(identity_channel.clone())).await;
+    let id_floor_1 = measure(1, d, health_call(identity_channel.clone())).await;
+    let digests: Arc<Vec<Vec<u8>>> = Arc::new(
+        keys.iter()
+            .map(|k| {
+                use sha2::Digest;
+                sha2::Sha256::digest(k.as_bytes()).to_vec()
+            })
+            .collect(),
+    );
+    let authorize = {
+        let (channel, digests) = (identity_channel.clone(), digests.clone());
+        move |n: u64| {
+            let mut client =
+                id::authorization_service_client::AuthorizationServiceClient::new(channel.clone());
+            let key_digest = digests[(n as usize) % digests.len()].clone();
+            async move {
+                let r = client
+                    .authorize(id::AuthorizeRequest {
+                        key_digest,
+                        permission: "event:write".into(),
+                    })
+                    .await?;
+                if r.into_inner().allowed {
+                    Ok(())
+                } else {
+                    Err(tonic::Status::internal("denied"))
+                }
+            }
+        }
+    };
+    let authz = measure(c, d, authorize.clone()).await;
+    let authz_1 = measure(1, d, authorize).await;
+    figures.insert("identity_floor".into(), id_floor.json());
+    figures.insert("identity_floor_sequential".into(), id_floor_1.json());
+    figures.insert("authorize".into(), authz.json());
+    figures.insert("authorize_sequential".into(), authz_1.json());
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    rows.push([
+        "identity floor: Health/Check".into(),
+        format!(
+            "{:.0}/s, p50 {:.3} ms, p99 {:.3} ms",
+            id_floor.per_second(),
+            ms(id_floor.percentile(50.0)),
+            ms(id_floor.percentile(99.0))
+        ),
+        "1.00".into(),
+        "".into(),
+        "".into(),
+    ]);
+    rows.push([
+        "identity floor, one at a time".into(),
+        format!(
+            "{:.0}/s, p50 {:.3} ms",
+            id_floor_1.per_second(),
+            ms(id_floor_1.percentile(50.0))
+        ),
+        "1.00".into(),
+        "".into(),
+        "".into(),
+    ]);
+    let r = ratio(authz.per_second(), id_floor.per_second());
+    let p99 = ms(authz.percentile(99.0));
+    rows.push([
+        "Authorize".into(),
+        format!(
+            "{:.0}/s, p50 {:.3} ms, p99 {:.3} ms",
+            authz.per_second(),
+            ms(authz.percentile(50.0)),
+            p99
+        ),
+        format!("{r:.2}"),
+        ">= 0.85 of floor, p99 <= 2 ms".into(),
+        verdict(r >= 0.85 && p99 <= 2.0),
+    ]);
+    let r1 = ratio(
+        ms(authz_1.percentile(50.0)),
+        ms(id_floor_1.percentile(50.0)),
+    );
+    rows.push([
+        "Authorize, one at a time".into(),
+        format!(
+            "{:.0}/s, p50 {:.3} ms",
+            authz_1.per_second(),
+            ms(authz_1.percentile(50.0))
+        ),
+        format!("{r1:.2}x p50"),
+        "p50 <= 1.2x floor p50".into(),
+        verdict(r1 <= 1.2),
+    ]);
+
+    // event-service: the floor, then single ingests with cached authorization.
+    eprintln!("bench: event-service floor and IngestEvent");
+    let events = servers.events(&events_db, &identity)?;
+    let events_channel = channel(&events).await?;
+    let ev_floor = measure(c, d, health_call(events_channel.clone())).await;
+    let ingest_keys: Arc<Vec<String>> = Arc::new(keys[..10].to_vec());
+    let ingest = {
+        let (channel, keys) = (events_channel.clone(), ingest_keys.clone());
+        move |n: u64| {
+            let mut client = ev::event_service_client::EventServiceClient::new(channel.clone());
+            let request = with_key(
+                &keys[(n as usize) % keys.len()],
+                ev::IngestEventRequest {
+                    event: Some(single_event(n, "single")),
+                },
+            );
+            async move { client.ingest_event(request?).await.map(|_| ()) }
+        }
+    };
+    let single = measure(c, d, ingest).await;
+    figures.insert("events_floor".into(), ev_floor.json());
+    figures.insert("ingest_event".into(), single.json());
+    rows.push([
+        "event floor: Health/Check".into(),
+        format!(
+            "{:.0}/s, p50 {:.3} ms",
+            ev_floor.per_second(),
+            ms(ev_floor.percentile(50.0))
+        ),
+        "1.00".into(),
+        "".into(),
+        "".into(),
+    ]);
+    let r = ratio(single.per_second(), ev_floor.per_second());
+    rows.push([
+        "IngestEvent (durable, cached auth)".into(),
+        format!(
+            "{:.0}/s, p50 {:.3} ms, p99 {:.3} ms",
+            single.per_second(),
+            ms(single.percentile(50.0)),
+            ms(single.percentile(99.0))
+        ),
+        format!("{r:.2}"),
+        ">= 0.5 of floor".into(),
+        verdict(r >= 0.5),
+    ]);
+
+    // Batches: load the events the read figures need, timing the load.
+    eprintln!("bench: loading {} events in batches of 1000", args.events);
+    let day_start = (Utc::now() - chrono::Duration::days(1))
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .ok_or("midnight")?
+        .and_utc();
+    let (batch_rate, batch_seconds) = load_batches(
+        events_channel.clone(),
+        &big_admin,
+        args.events,
+        day_start,
+        "big",
+    )
+    .await?;
+    figures.insert(
+        "ingest_events_sqlite".into(),
+        json!({ "events": args.events, "seconds": batch_seconds, "events_per_second": batch_rate }),
+    );
+    rows.push([
+        "IngestEvents x1000, SQLite".into(),
+        format!(
+            "{batch_rate:.0} events/s ({} in {batch_seconds:.1} s)",
+            args.events
+        ),
+        format!("{:.2}", ratio(batch_rate / 1000.0, ev_floor.per_second())),
+        ">= 150000 events/s".into(),
+        verdict(batch_rate >= 150_000.0),
+    ]);
+
+    // Reads over the loaded tenant.
+    eprintln!("bench: ListEvents and GetUsage over {} events", args.events);
+    let next_token = Arc::new(std::sync::Mutex::new(String::new()));
+    let list = {
+        let (channel, key, next_token) = (
+            events_channel.clone(),
+            big_admin.clone(),
+            next_token.clone(),
+        );
+        move |_| {
+            let mut client = ev::event_service_client::EventServiceClient::new(channel.clone());
+            let token = next_token.lock().map(|t| t.clone()).unwrap_or_default();
+            let request = with_key(
+                &key,
+                ev::ListEventsRequest {
+                    page_size: 100,
+                    page_token: token,
+                    ..Default::default()
+                },
+            );
+            let next_token = next_token.clone();
+            async move {
+                let page = client.list_events(request?).await?.into_inner();
+                if let Ok(mut t) = next_token.lock() {
+                    *t = page.next_page_token;
+                }
+                Ok(())
+            }
+        }
+    };
+    let listing = measure(1, d, list).await;
+    figures.insert("list_events_page_100".into(), listing.json());
+    let p99 = ms(listing.percentile(99.0));
+    rows.push([
+        format!("ListEvents page of 100 ({} events)", args.events),
+        format!(
+            "p50 {:.3} ms, p99 {p99:.3} ms",
+            ms(listing.percentile(50.0))
+        ),
+        format!(
+            "{:.2}x p50",
+            ratio(ms(listing.percentile(50.0)), ms(ev_floor.percentile(50.0)))
+        ),
+        "p99 <= 5 ms".into(),
+        verdict(p99 <= 5.0),
+    ]);
+    for (name, aggregation, property) in [
+        ("count", ev::Aggregation::Count, ""),
+        ("sum", ev::Aggregation::Sum, "tokens"),
+    ] {
+        let usage = {
+            let (channel, key) = (events_channel.clone(), big_admin.clone());
+            move |_| {
+                let mut client = ev::event_service_client::EventServiceClient::new(channel.clone());
+                let request = with_key(
+                    &key,
+                    ev::GetUsageRequest {
+                        event_name: "big".into(),
+                        start_time: Some(tollgate::time::to_proto(day_start)),
+                        end_time: Some(tollgate::time::to_proto(
+                            day_start + chrono::Duration::days(1),
+                        )),
+                        aggregation: aggregation.into(),
+                        property: property.into(),
+                        ..Default::default()
+                    },
+                );
+                async move { client.get_usage(request?).await.map(|_| ()) }
+            }
+        };
+        let stats = load(1, Duration::from_secs(3), usage).await;
+        let p50 = ms(stats.percentile(50.0));
+        figures.insert(format!("get_usage_{name}_one_day"), stats.json());
+        let (target, met) = if name == "count" {
+            ("COUNT < 100 ms".to_owned(), verdict(p50 < 100.0))
+        } else {
+            ("report".to_owned(), String::new())
+        };
+        rows.push([
+            format!("GetUsage {} over one day", name.to_uppercase()),
+            format!(
+                "p50 {p50:.1} ms, max {:.1} ms ({} runs)",
+                ms(stats.latencies.last().copied().unwrap_or_default()),
+                stats.requests
+            ),
+            "".into(),
+            target,
+            met,
+        ]);
+    }
+    let events_rss = events.resident_bytes();
+    stop(events).await?;
+
+    // How many Authorize calls a steady ingest run makes behind the cache.
+    eprintln!(
+        "bench: {} s ingest run with 10 keys, counting Authorize calls",
+        args.cache_run.as_secs()
+    );
+    let cache_events = servers.events(&events_db, &identity)?;
+    let cache_channel = channel(&cache_events).await?;
+    let ingest = {
+        let (channel, keys) = (cache_channel.clone(), ingest_keys.clone());
+        move |n: u64| {
+            let mut client = ev::event_service_client::EventServiceClient::new(channel.clone());
+            let request = with_key(
+                &keys[(n as usize) % keys.len()],
+                ev::IngestEventRequest {
+                    event: Some(single_event(n, "cache")),
+                },
+            );
+            async move { client.ingest_event(request?).await.map(|_| ()) }
+        }
+    };
+    let run = load(c, args.cache_run, ingest).await;
+    let log = stop(cache_events).await?;
+    let calls = log
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["message"] == "event-service stopped")
+        .and_then(|v| v["identity_calls"].as_u64())
+        .ok_or("event-service did not report its identity_calls")?;
+    let bound = 10.0 * (args.cache_run.as_secs_f64() / 10.0).ceil() + 10.0;
+    figures.insert("authorize_calls_during_ingest".into(), json!({ "keys": 10, "seconds": run.seconds, "ttl_seconds": 10, "calls": calls, "bound": bound, "ingest": run.json() }));
+    rows.push([
+        format!("Authorize calls, {:.0} s ingest, 10 keys", run.seconds),
+        format!("{calls} calls ({:.0} ingests/s)", run.per_second()),
+        "".into(),
+        format!("<= {bound:.0}"),
+        verdict(calls as f64 <= bound),
+    ]);
+
+    // PostgreSQL batches, if asked for.
+    if let Some(server) = &args.postgres_url {
+        eprintln!("bench: IngestEvents on PostgreSQL");
+        let (rate, seconds, n) = postgres_batches(
+            &servers,
+            server,
+            &identity,
+            &big_admin,
+            day_start,
+            args.events.min(300_000),
+        )
+        .await?;
+        figures.insert(
+            "ingest_events_postgres".into(),
+            json!({ "events": n, "seconds": seconds, "events_per_second": rate }),
+        );
+        rows.push([
+            "IngestEvents x1000, PostgreSQL".into(),
+            format!("{rate:.0} events/s ({n} in {seconds:.1} s)"),
+            "".into(),
+            ">= 150000 events/s".into(),
+            verdict(rate >= 150_000.0),
+        ]);
+    }
+
+    let identity_rss = identity.resident_bytes();
+    stop(identity).await?;
+    let mib = |b: Option<u64>| b.map(|b| b as f64 / (1024.0 * 1024.0));
+    figures.insert(
+        "resident_memory_mib".into(),
+        json!({ "identity_service": mib(identity_rss), "event_service": mib(events_rss) }),
+    );
+    for (name, rss) in [
+        ("identity-service", mib(identity_rss)),
+        ("event-service", mib(events_rss)),
+    ] {
+        let rss = rss.unwrap_or_default();
+        rows.push([
+            format!("resident memory, {name}"),
+            format!("{rss:.1} MiB"),
+            "".into(),
+            "<= 100 MiB".into(),
+            verdict(rss <= 100.0),
+        ]);
+    }
+
+    let mut table =
+        crate::output::table(&["figure", "measured", "ratio to floor", "target", "met"]);
+    for row in rows {
+        table.add_row(row.to_vec());
+    }
+    println!("{table}");
+    let summary = json!({
+        "machine": machine(),
+        "conditions": { "pinned": pin, "concurrency": c, "seconds_per_figure": d.as_secs_f64(), "events_loaded": args.events, "backend": "sqlite" },
+        "figures": figures,
+    });
+    std::fs::write(&args.out, serde_json::to_string_pretty(&summary)?)?;
+    eprintln!("bench: summary written to {}", args.out.display());
+    Ok(())
+}
+
+fn verdict(met: bool) -> String {
+    if met { "yes".into() } else { "NO".into() }
+}
+
+async fn postgres_batches(
+    servers: &Servers,
+    server: &url::Url,
+    identity: &ServiceProcess,
+    key: &str,
+    day_start: chrono::DateTime<Utc>,
+    events: usize,
+) -> Result<(f64, f64, usize), BoxError> {
+    use sqlx::{Connection, Executor};
+    let name = format!("tollgate_bench_{}", uuid::Uuid::now_v7().simple());
+    let mut admin = sqlx::PgConnection::connect(server.as_str()).await?;
+    admin
+        .execute(format!(r#"CREATE DATABASE "{name}""#).as_str())
+        .await?;
+    let mut url = server.clone();
+    url.set_path(&name);
+    let process = servers.events(&DatabaseUrl::Postgres(url), identity)?;
+    let result = load_batches(channel(&process).await?, key, events, day_start, "pg").await;
+    stop(process).await?;
+    admin
+        .execute(format!(r#"DROP DATABASE "{name}""#).as_str())
+        .await?;
+    let (rate, seconds) = result?;
+    Ok((rate, seconds, events))
+}

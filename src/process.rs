@@ -1,0 +1,96 @@
+//! Starting a service as a child process and learning its address from its log.
+
+/// A service process (a test's or the benchmark's), with its log collected on a thread.
+#[derive(Debug)]
+pub struct ServiceProcess {
+    /// The child process.
+    pub child: std::process::Child,
+    /// The address it announced.
+    pub addr: std::net::SocketAddr,
+    log: Option<std::thread::JoinHandle<Vec<String>>>,
+}
+
+impl ServiceProcess {
+    /// Starts `command` with JSON logs and waits for the log line whose `message` is
+    /// `listening_message`, whose `addr` field is the bound address. The service binds before it
+    /// logs that line, so the address is connectable when this returns. If the process exits
+    /// first, the error holds its log.
+    pub fn start(
+        mut command: std::process::Command,
+        listening_message: &str,
+    ) -> Result<Self, String> {
+        use std::io::{BufRead, BufReader};
+        let mut child = command
+            .env("TOLLGATE_LOG_FORMAT", "json")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start {:?}: {e}", command.get_program()))?;
+        let stderr = child.stderr.take().ok_or("no stderr pipe")?;
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let wanted = listening_message.to_owned();
+        let log = std::thread::spawn(move || {
+            let mut log = Vec::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                    if v["message"] == wanted.as_str() {
+                        if let Some(addr) = v["addr"].as_str().and_then(|a| a.parse().ok()) {
+                            let _ = addr_tx.send(addr);
+                        }
+                    }
+                }
+                log.push(line);
+            }
+            log
+        });
+        let Ok(addr) = addr_rx.recv() else {
+            let status = child.wait();
+            let log = log.join().unwrap_or_default().join("\n");
+            return Err(format!(
+                "the service exited ({status:?}) before listening:\n{log}"
+            ));
+        };
+        Ok(Self {
+            child,
+            addr,
+            log: Some(log),
+        })
+    }
+
+    /// The resident memory of the process, in bytes (Linux), if it can be read.
+    pub fn resident_bytes(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kib * 1024)
+    }
+
+    /// Asks the process to stop (SIGTERM) without waiting.
+    pub fn terminate(&self) -> std::io::Result<()> {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(std::io::Error::other("kill -TERM failed"))
+        }
+    }
+
+    /// Waits for the process to exit and returns its exit status and every log line.
+    pub fn wait(mut self) -> std::io::Result<(std::process::ExitStatus, Vec<String>)> {
+        let status = self.child.wait()?;
+        let log = self
+            .log
+            .take()
+            .and_then(|l| l.join().ok())
+            .unwrap_or_default();
+        Ok((status, log))
+    }
+}

@@ -9,6 +9,7 @@ pub mod ids;
 pub mod json;
 pub mod keys;
 pub mod metadata;
+pub mod metrics;
 pub mod permissions;
 pub mod process;
 pub mod server;

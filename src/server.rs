@@ -14,6 +14,9 @@ use tonic_health::server::HealthReporter;
 /// A boxed future, for the shutdown signal handed to tonic.
 pub type Signal = Pin<Box<dyn Future<Output = ()> + Send>>;
 
+/// The health service name that stays SERVING while the process runs (liveness probes).
+pub const LIVENESS: &str = "liveness";
+
 /// How often the database is pinged to keep the health status true.
 pub const DATABASE_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -50,6 +53,12 @@ impl Health {
             draining: Arc::new(AtomicBool::new(false)),
         };
         health.set(ServingStatus::NotServing).await;
+        // `liveness` answers SERVING for as long as the process serves at all, draining
+        // included: a liveness probe must not restart a pod because its database is down.
+        health
+            .reporter
+            .set_service_status(LIVENESS, ServingStatus::Serving)
+            .await;
         (health, server)
     }
 
@@ -210,6 +219,48 @@ where
         _ = async { draining.notified().await; tokio::time::sleep(grace).await } => {
             tracing::warn!("drain grace period over; closing remaining connections");
             Ok(())
+        }
+    }
+}
+
+/// Checks a server's overall `grpc.health.v1` status, for the binaries' `health` subcommand
+/// (a container health check). `Ok(true)` only when it answers SERVING within `timeout`.
+pub async fn check_health(
+    addr: std::net::SocketAddr,
+    timeout: Duration,
+) -> Result<bool, Box<dyn std::error::Error + Send + Sync>> {
+    // A wildcard listen address is reached on loopback from inside the same container.
+    let host = match addr.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => std::net::IpAddr::from([127, 0, 0, 1]),
+        ip if ip.is_unspecified() => std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let target = std::net::SocketAddr::new(host, addr.port());
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{target}"))?
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .connect()
+        .await?;
+    let response = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await?;
+    Ok(response.into_inner().status
+        == i32::from(tonic_health::pb::health_check_response::ServingStatus::Serving))
+}
+
+/// The `health` subcommand of a service binary: exit 0 if `name` at `addr` is SERVING.
+pub async fn health_command(name: &str, addr: std::net::SocketAddr) -> std::process::ExitCode {
+    match check_health(addr, Duration::from_secs(3)).await {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("{name} at {addr} is NOT_SERVING");
+            std::process::ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: cannot check {name} at {addr}: {e}");
+            std::process::ExitCode::FAILURE
         }
     }
 }

@@ -59,6 +59,10 @@ pub struct Stack {
     pub identity_domain: Identity,
     /// event-service's decision cache, to count `Authorize` calls.
     pub auth_cache: Arc<AuthCache>,
+    /// identity-service's metrics endpoint.
+    pub identity_metrics: SocketAddr,
+    /// event-service's metrics endpoint.
+    pub events_metrics: SocketAddr,
     /// The first tenant's admin key (full access, production).
     pub admin_key: String,
     /// The first tenant's id.
@@ -79,13 +83,15 @@ impl Stack {
     /// Both services, event-service caching decisions for `ttl` (denials for at most `ttl`).
     pub async fn start_with_ttl(ttl: Duration) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let identity_settings = identity_service::config::Settings::with_database(
+        let mut identity_settings = identity_service::config::Settings::with_database(
             tollgate::database::DatabaseUrl::Sqlite(dir.path().join("identity.db")),
         );
+        identity_settings.metrics_addr = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
         let identity_app = identity_service::startup::Application::build(identity_settings)
             .await
             .unwrap();
         let identity_addr = identity_app.local_addr();
+        let identity_metrics = identity_app.metrics_addr().unwrap();
         let identity_domain = identity_app.identity().clone();
         let identity = Running::start(identity_addr, |stopped| async move {
             identity_app
@@ -101,12 +107,14 @@ impl Stack {
             url::Url::parse(&format!("http://{identity_addr}")).unwrap(),
         );
         settings.auth_cache_ttl = ttl;
+        settings.metrics_addr = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
         settings.auth_denial_ttl = settings.auth_denial_ttl.min(ttl);
         let events_app = event_service::startup::Application::build(settings)
             .await
             .unwrap();
         let events_addr = events_app.local_addr();
         let auth_cache = events_app.auth_cache();
+        let events_metrics = events_app.metrics_addr().unwrap();
         let events = Running::start(events_addr, |stopped| async move {
             events_app
                 .run_until_stopped(async {
@@ -127,6 +135,8 @@ impl Stack {
             events,
             identity_domain,
             auth_cache,
+            identity_metrics,
+            events_metrics,
             admin_key: tenant.secret.expose().to_owned(),
             tenant_id: tenant.tenant.id.to_string(),
             admin_id: tenant.user.id.to_string(),
@@ -276,4 +286,27 @@ pub fn event(name: &str, customer: &str, tokens: f64) -> ev::EventInput {
         }),
         ..Default::default()
     }
+}
+
+/// The text of a `/metrics` endpoint (plain HTTP/1.1, as Prometheus scrapes it).
+pub async fn scrape(addr: SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+}
+
+/// The value of the sample whose line starts with `name{` and contains every label in `labels`.
+pub fn sample(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter(|l| labels.iter().all(|label| l.contains(label)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tollgate::proto::events::v1 as ev;
 use tollgate::proto::identity::v1 as id;
-use tollgate_e2e::{Stack, event, with_key};
+use tollgate_e2e::{Stack, event, sample, scrape, with_key};
 use tonic::Code;
 
 async fn can_read(stack: &Stack, key: &str) -> Result<(), tonic::Status> {
@@ -589,4 +589,123 @@ async fn concurrent_misses_for_one_key_make_one_authorize_call() {
         stack.list_all(&stack.admin_key, 100).await.unwrap().len(),
         32
     );
+}
+
+#[tokio::test]
+async fn metrics_reflect_the_traffic() {
+    let stack = Stack::start().await;
+    let (_, ingestor) = stack.service_account_key(&["event_ingestor"]).await;
+    for i in 0..5 {
+        stack
+            .ingest(&ingestor, event("api_call", &format!("c{i}"), 1.0))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        can_read(&stack, &ingestor).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
+
+    let events = scrape(stack.events_metrics).await;
+    let ingest = r#"method="/tollgate.events.v1.EventService/IngestEvent""#;
+    assert_eq!(
+        sample(
+            &events,
+            "tollgate_grpc_requests_total",
+            &[ingest, r#"code="Ok""#]
+        ),
+        5.0,
+        "{events}"
+    );
+    let list = r#"method="/tollgate.events.v1.EventService/ListEvents""#;
+    assert_eq!(
+        sample(
+            &events,
+            "tollgate_grpc_requests_total",
+            &[list, r#"code="PermissionDenied""#]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &events,
+            "tollgate_grpc_request_duration_seconds_count",
+            &[ingest]
+        ),
+        5.0
+    );
+    assert_eq!(
+        sample(
+            &events,
+            "tollgate_auth_cache_lookups_total",
+            &[r#"result="hit""#]
+        ),
+        4.0
+    );
+    assert_eq!(
+        sample(
+            &events,
+            "tollgate_auth_cache_lookups_total",
+            &[r#"result="miss""#]
+        ),
+        2.0
+    );
+    assert_eq!(
+        sample(
+            &events,
+            "tollgate_authorize_calls_total",
+            &[r#"outcome="ok""#]
+        ),
+        2.0
+    );
+    assert_eq!(
+        sample(&events, "tollgate_ingest_commit_events_sum", &[]),
+        5.0
+    );
+    assert!(
+        sample(
+            &events,
+            "tollgate_ingest_commits_total",
+            &[r#"result="ok""#]
+        ) >= 1.0
+    );
+    assert!(
+        sample(
+            &events,
+            "tollgate_ingest_commit_duration_seconds_count",
+            &[]
+        ) >= 1.0
+    );
+    assert!(sample(&events, "tollgate_db_pool_connections", &[]) >= 1.0);
+    assert!(events.contains(r#"service="event-service""#));
+    assert!(!events.contains(&ingestor), "no key in metrics");
+
+    let identity = scrape(stack.identity_metrics).await;
+    assert_eq!(
+        sample(
+            &identity,
+            "tollgate_authorize_decisions_total",
+            &[r#"reason="allowed""#]
+        ),
+        1.0,
+        "{identity}"
+    );
+    assert_eq!(
+        sample(
+            &identity,
+            "tollgate_authorize_decisions_total",
+            &[r#"reason="permission_missing""#]
+        ),
+        1.0
+    );
+    let create = r#"method="/tollgate.identity.v1.ApiKeyService/CreateApiKey""#;
+    assert_eq!(
+        sample(
+            &identity,
+            "tollgate_grpc_requests_total",
+            &[create, r#"code="Ok""#]
+        ),
+        1.0
+    );
+    assert!(sample(&identity, "tollgate_key_cache_lookups_total", &[]) >= 3.0);
 }

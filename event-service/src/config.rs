@@ -57,6 +57,9 @@ pub struct Settings {
     /// Internal credential sent with every `Authorize` call (identity-service's `--internal-token`).
     #[arg(long, env = "TOLLGATE_INTERNAL_TOKEN", hide_env_values = true)]
     pub internal_token: Option<InternalToken>,
+    /// Address for the Prometheus `/metrics` endpoint; unset: no metrics endpoint.
+    #[arg(long, env = "EVENT_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
     /// How far in the future an event's timestamp may be.
     #[arg(long, env = "EVENT_MAX_FUTURE_SKEW", default_value = DEFAULT_MAX_FUTURE_SKEW, value_parser = parse_duration)]
     pub max_future_skew: Duration,
@@ -79,6 +82,7 @@ impl Settings {
             auth_cache_capacity: DEFAULT_AUTH_CACHE_CAPACITY,
             identity_timeout: duration(DEFAULT_IDENTITY_TIMEOUT),
             internal_token: None,
+            metrics_addr: None,
             max_future_skew: duration(DEFAULT_MAX_FUTURE_SKEW),
             shutdown_grace: duration(DEFAULT_SHUTDOWN_GRACE),
         }

@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod grpc;
+pub mod metrics;
 pub mod startup;
 pub mod store;
 

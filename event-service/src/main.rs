@@ -25,6 +25,13 @@ struct Cli {
 enum Command {
     /// Run the gRPC server.
     Serve(Settings),
+    /// Check a running server's grpc.health.v1 status: exit 0 if SERVING, 1 otherwise
+    /// (a container health check).
+    Health {
+        /// The server's address (its listen address; 0.0.0.0 is checked on loopback).
+        #[arg(long, env = "EVENT_LISTEN_ADDR", default_value = event_service::config::DEFAULT_LISTEN_ADDR)]
+        addr: std::net::SocketAddr,
+    },
 }
 
 #[tokio::main]
@@ -34,7 +41,12 @@ async fn main() -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
-    let Command::Serve(settings) = cli.command;
+    let settings = match cli.command {
+        Command::Serve(settings) => settings,
+        Command::Health { addr } => {
+            return tollgate::server::health_command("event-service", addr).await;
+        }
+    };
     let result = async {
         let app = Application::build(settings).await?;
         app.run_until_stopped(shutdown_signal()).await

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tollgate::metrics::{Metrics, MetricsServer};
 use tollgate::proto::events::v1::event_service_server::EventServiceServer;
 use tollgate::server::{Health, reflection_services, serve_with_drain};
 use tonic::transport::server::TcpIncoming;
@@ -18,6 +19,7 @@ use crate::config::Settings;
 use crate::events::Events;
 use crate::events::ingest::Ingestor;
 use crate::grpc::EventApi;
+use crate::metrics::EventMetrics;
 use crate::store::{self, EventStore, StoreError};
 
 /// The gRPC services event-service serves, for health reporting.
@@ -47,6 +49,9 @@ pub enum StartupError {
         #[source]
         source: std::io::Error,
     },
+    /// The metrics could not be defined (a build problem).
+    #[error("cannot set up metrics")]
+    Metrics(#[from] prometheus::Error),
     /// The reflection service could not read the descriptors (a build problem).
     #[error("cannot build the reflection service")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -64,6 +69,8 @@ pub struct Application {
     events: Events,
     writer: JoinHandle<()>,
     auth: Arc<AuthCache>,
+    metrics: Metrics,
+    metrics_server: Option<MetricsServer>,
     settings: Settings,
 }
 
@@ -72,10 +79,13 @@ impl Application {
     /// binds the listen address. identity-service is connected to on first use.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         settings.validate().map_err(StartupError::Config)?;
+        let metrics = Metrics::new("event-service")?;
+        let event_metrics = EventMetrics::register(&metrics.registry)?;
         let client = IdentityClient::new(
             &settings.identity_url,
             settings.identity_timeout,
             settings.internal_token.as_ref(),
+            event_metrics.clone(),
         )
         .map_err(StartupError::Config)?;
         let auth = Arc::new(AuthCache::new(
@@ -83,6 +93,7 @@ impl Application {
             settings.auth_cache_ttl,
             settings.auth_denial_ttl,
             settings.auth_cache_capacity,
+            event_metrics.clone(),
         ));
         let store = store::connect(&settings.database_url)
             .await
@@ -100,7 +111,15 @@ impl Application {
             addr: settings.listen_addr,
             source,
         })?;
-        let (ingestor, writer) = Ingestor::start(store.clone());
+        let metrics_server = match settings.metrics_addr {
+            Some(addr) => Some(
+                MetricsServer::bind(addr)
+                    .await
+                    .map_err(|source| StartupError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
+        let (ingestor, writer) = Ingestor::start(store.clone(), event_metrics);
         let events = Events::new(store.clone(), ingestor, settings.max_future_skew);
         Ok(Self {
             listener,
@@ -109,6 +128,8 @@ impl Application {
             events,
             writer,
             auth,
+            metrics,
+            metrics_server,
             settings,
         })
     }
@@ -116,6 +137,11 @@ impl Application {
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The bound metrics address, if metrics are served.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_server.as_ref().map(MetricsServer::local_addr)
     }
 
     /// The authorization cache, to read how many calls reached identity-service.
@@ -146,9 +172,25 @@ impl Application {
             auth_cache_ttl = ?self.settings.auth_cache_ttl,
             "event-service listening"
         );
-        // The auth layer wraps every route: it lets health and reflection through and checks
-        // EventService requests before routing, so no handler runs unauthorized.
+        let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+        let metrics_task = self.metrics_server.map(|server| {
+            let store = self.store.clone();
+            server.serve(
+                self.metrics.clone(),
+                move |m| {
+                    let (size, idle) = store.pool_stats();
+                    m.set_pool(size, idle);
+                },
+                async {
+                    let _ = metrics_stopped.await;
+                },
+            )
+        });
+        // Outermost, the metrics layer sees every request, refusals included. The auth layer
+        // wraps every route: it lets health and reflection through and checks EventService
+        // requests before routing, so no handler runs unauthorized.
         let router = tonic::transport::Server::builder()
+            .layer(self.metrics.layer())
             .layer(AuthLayer::new(self.auth.clone()))
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -160,6 +202,10 @@ impl Application {
         })
         .await;
         watcher.abort();
+        let _ = metrics_stop.send(());
+        if let Some(task) = metrics_task {
+            let _ = task.await;
+        }
         // The router (and with it every ingest handle) is gone; the writer ends once the queue
         // is empty.
         if let Err(e) = self.writer.await {

@@ -136,12 +136,22 @@ impl Identity {
         permission: Permission,
     ) -> Result<Decision, IdentityError> {
         let now = tollgate::time::now();
-        let cached = self.keys.get(self.store.as_ref(), digest).await?;
+        let cached = self
+            .keys
+            .get(self.store.as_ref(), digest, &self.metrics.key_cache)
+            .await?;
         let decision = Decision::decide(cached.as_ref().map(|c| &c.key), permission, now);
         if let Some(cached) = cached.as_ref().filter(|c| !c.key.is_expired(now)) {
             self.record_use(cached, now).await;
         }
-        tracing::debug!(allowed = decision.allowed(), reason = ?decision.outcome.err(), "decided");
+        let reason = match decision.outcome {
+            Ok(()) => "allowed",
+            Err(DenyReason::KeyNotFound) => "key_not_found",
+            Err(DenyReason::KeyExpired) => "key_expired",
+            Err(DenyReason::PermissionMissing) => "permission_missing",
+        };
+        self.metrics.decisions.with_label_values(&[reason]).inc();
+        tracing::debug!(reason, "decided");
         Ok(decision)
     }
 
@@ -150,7 +160,15 @@ impl Identity {
     /// operation.
     pub async fn authenticate(&self, secret: &ApiKeySecret) -> Result<Principal, IdentityError> {
         let now = tollgate::time::now();
-        match self.keys.get(self.store.as_ref(), &secret.digest()).await? {
+        match self
+            .keys
+            .get(
+                self.store.as_ref(),
+                &secret.digest(),
+                &self.metrics.key_cache,
+            )
+            .await?
+        {
             None => Err(IdentityError::Unauthenticated(
                 "invalid API key: it does not exist or was revoked".to_owned(),
             )),

@@ -32,6 +32,9 @@ pub struct Settings {
     /// Unset: Authorize is open to anyone who can reach the port (fine on loopback only).
     #[arg(long, env = "TOLLGATE_INTERNAL_TOKEN", hide_env_values = true)]
     pub internal_token: Option<InternalToken>,
+    /// Address for the Prometheus `/metrics` endpoint; unset: no metrics endpoint.
+    #[arg(long, env = "IDENTITY_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
     /// How long key records are cached for Authorize (0s disables the cache). Deletes on this
     /// replica take effect at once; other replicas see them within this time.
     #[arg(long, env = "IDENTITY_KEY_CACHE_TTL", default_value = DEFAULT_KEY_CACHE_TTL, value_parser = tollgate::telemetry::parse_duration)]
@@ -49,6 +52,7 @@ impl Settings {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             database_url,
             internal_token: None,
+            metrics_addr: None,
             key_cache_ttl: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(10),
         }

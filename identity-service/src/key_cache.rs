@@ -70,10 +70,13 @@ impl KeyCache {
         &self,
         store: &dyn IdentityStore,
         digest: &KeyDigest,
+        lookups: &prometheus::IntCounterVec,
     ) -> Result<Option<Arc<CachedKey>>, StoreError> {
         if let Some(hit) = self.cache.get(digest).await {
+            lookups.with_label_values(&["hit"]).inc();
             return Ok(Some(hit));
         }
+        lookups.with_label_values(&["miss"]).inc();
         let Some(key) = store.find_api_key_by_digest(digest).await? else {
             return Ok(None);
         };

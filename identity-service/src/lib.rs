@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod grpc;
 pub mod key_cache;
+pub mod metrics;
 pub mod roles;
 pub mod startup;
 pub mod store;
@@ -23,6 +24,7 @@ use std::time::Duration;
 
 pub use error::IdentityError;
 use key_cache::KeyCache;
+use metrics::IdentityMetrics;
 use store::IdentityStore;
 
 /// The identity domain: every operation the gRPC services expose, free of gRPC types.
@@ -30,6 +32,7 @@ use store::IdentityStore;
 pub struct Identity {
     store: Arc<dyn IdentityStore>,
     keys: KeyCache,
+    metrics: IdentityMetrics,
 }
 
 impl Identity {
@@ -44,7 +47,15 @@ impl Identity {
         Self {
             store,
             keys: KeyCache::new(ttl),
+            // Creating unregistered counters cannot fail: the names are constant and valid.
+            metrics: IdentityMetrics::unregistered().expect("metric definitions are valid"),
         }
+    }
+
+    /// Counts into `metrics` (registered in the service's registry).
+    pub fn with_metrics(mut self, metrics: IdentityMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The store, for health checks.

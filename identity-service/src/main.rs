@@ -27,6 +27,13 @@ struct Cli {
 enum Command {
     /// Run the gRPC server.
     Serve(Settings),
+    /// Check a running server's grpc.health.v1 status: exit 0 if SERVING, 1 otherwise
+    /// (a container health check).
+    Health {
+        /// The server's address (its listen address; 0.0.0.0 is checked on loopback).
+        #[arg(long, env = "IDENTITY_LISTEN_ADDR", default_value = identity_service::config::DEFAULT_LISTEN_ADDR)]
+        addr: std::net::SocketAddr,
+    },
     /// Manage tenants directly in the database.
     Tenant {
         #[command(subcommand)]
@@ -59,6 +66,9 @@ async fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Serve(settings) => serve(settings).await,
+        Command::Health { addr } => {
+            return tollgate::server::health_command("identity-service", addr).await;
+        }
         Command::Tenant {
             command:
                 TenantCommand::Create {

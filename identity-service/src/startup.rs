@@ -5,6 +5,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
+use tollgate::metrics::{Metrics, MetricsServer};
 use tollgate::proto::identity::v1::{
     api_key_service_server::ApiKeyServiceServer,
     authorization_service_server::AuthorizationServiceServer,
@@ -47,6 +48,9 @@ pub enum StartupError {
         #[source]
         source: std::io::Error,
     },
+    /// The metrics could not be defined (a build problem).
+    #[error("cannot set up metrics")]
+    Metrics(#[from] prometheus::Error),
     /// The reflection service could not read the descriptors (a build problem).
     #[error("cannot build the reflection service")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -61,6 +65,8 @@ pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
     identity: Identity,
+    metrics: Metrics,
+    metrics_server: Option<MetricsServer>,
     settings: Settings,
 }
 
@@ -83,10 +89,24 @@ impl Application {
             addr: settings.listen_addr,
             source,
         })?;
+        let metrics_server = match settings.metrics_addr {
+            Some(addr) => Some(
+                MetricsServer::bind(addr)
+                    .await
+                    .map_err(|source| StartupError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
+        let metrics = Metrics::new("identity-service")?;
+        let identity = Identity::with_key_cache(store, settings.key_cache_ttl).with_metrics(
+            crate::metrics::IdentityMetrics::register(&metrics.registry)?,
+        );
         Ok(Self {
             listener,
             local_addr,
-            identity: Identity::with_key_cache(store, settings.key_cache_ttl),
+            identity,
+            metrics,
+            metrics_server,
             settings,
         })
     }
@@ -94,6 +114,11 @@ impl Application {
     /// The bound address (with the real port when the settings asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The bound metrics address, if metrics are served.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_server.as_ref().map(MetricsServer::local_addr)
     }
 
     /// The domain, for callers embedding the service (bootstrap in `tollgate up`, tests).
@@ -116,6 +141,7 @@ impl Application {
             .await;
         let (reflection_v1, reflection_v1alpha) =
             reflection_services(SERVICE_NAMES, &[tonic_health::pb::FILE_DESCRIPTOR_SET])?;
+        let store_for_metrics = self.identity.store().clone();
         let api = GrpcApi::new(self.identity, self.settings.internal_token.clone());
         tracing::info!(
             addr = %self.local_addr,
@@ -123,7 +149,22 @@ impl Application {
             internal_token = self.settings.internal_token.is_some(),
             "identity-service listening"
         );
+        let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+        let metrics_task = self.metrics_server.map(|server| {
+            let store = store_for_metrics;
+            server.serve(
+                self.metrics.clone(),
+                move |m| {
+                    let (size, idle) = store.pool_stats();
+                    m.set_pool(size, idle);
+                },
+                async {
+                    let _ = metrics_stopped.await;
+                },
+            )
+        });
         let router = tonic::transport::Server::builder()
+            .layer(self.metrics.layer())
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -137,6 +178,10 @@ impl Application {
         })
         .await;
         watcher.abort();
+        let _ = metrics_stop.send(());
+        if let Some(task) = metrics_task {
+            let _ = task.await;
+        }
         tracing::info!("identity-service stopped");
         Ok(result?)
     }

@@ -14,11 +14,13 @@ use std::time::{Duration, Instant};
 
 use moka::Expiry;
 use moka::future::Cache;
+use moka::notification::RemovalCause;
 use tollgate::keys::{ApiKeySecret, KeyDigest};
 use tollgate::permissions::Permission;
 
 use super::client::{IdentityClient, Unavailable};
 use super::{Decision, Principal};
+use crate::metrics::EventMetrics;
 
 /// A decision and how long it may be trusted, fixed when it is cached.
 #[derive(Debug, Clone)]
@@ -66,19 +68,37 @@ pub struct AuthCache {
     client: IdentityClient,
     ttl: Duration,
     denial_ttl: Duration,
+    metrics: EventMetrics,
 }
 
 impl AuthCache {
     /// A cache of at most `capacity` decisions in front of `client`.
-    pub fn new(client: IdentityClient, ttl: Duration, denial_ttl: Duration, capacity: u64) -> Self {
+    pub fn new(
+        client: IdentityClient,
+        ttl: Duration,
+        denial_ttl: Duration,
+        capacity: u64,
+        metrics: EventMetrics,
+    ) -> Self {
+        let evictions = metrics.auth_cache_evictions.clone();
         Self {
             cache: Cache::builder()
                 .max_capacity(capacity)
                 .expire_after(EntryTtl)
+                .eviction_listener(move |_key, _entry, cause| {
+                    let cause = match cause {
+                        RemovalCause::Expired => "expired",
+                        RemovalCause::Size => "size",
+                        RemovalCause::Explicit => "explicit",
+                        RemovalCause::Replaced => "replaced",
+                    };
+                    evictions.with_label_values(&[cause]).inc();
+                })
                 .build(),
             client,
             ttl,
             denial_ttl: denial_ttl.min(ttl),
+            metrics,
         }
     }
 
@@ -89,17 +109,13 @@ impl AuthCache {
         permission: Permission,
     ) -> Result<Arc<Principal>, Refusal> {
         let digest = secret.digest();
-        let entry = self
-            .cache
-            .try_get_with((digest, permission), async {
-                let decision = self.client.authorize(&digest, permission).await?;
-                Ok::<_, Unavailable>(self.entry(decision))
-            })
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = %e, "cannot authorize: failing closed");
-                Refusal::Unavailable(e)
-            })?;
+        let cached = self.cache.get(&(digest, permission)).await;
+        let result = if cached.is_some() { "hit" } else { "miss" };
+        self.metrics.auth_cache.with_label_values(&[result]).inc();
+        let entry = match cached {
+            Some(entry) => entry,
+            None => self.fetch(digest, permission).await?,
+        };
         match entry.decision {
             // The TTL already stops at the key's expiry; this guards the instant in between.
             Decision::Allowed(principal)
@@ -114,6 +130,20 @@ impl AuthCache {
             Decision::ExpiredKey => Err(Refusal::ExpiredKey),
             Decision::Missing(p) => Err(Refusal::Missing(p)),
         }
+    }
+
+    /// A miss: one `Authorize` call however many requests miss the same entry at once.
+    async fn fetch(&self, digest: KeyDigest, permission: Permission) -> Result<Entry, Refusal> {
+        self.cache
+            .try_get_with((digest, permission), async {
+                let decision = self.client.authorize(&digest, permission).await?;
+                Ok::<_, Unavailable>(self.entry(decision))
+            })
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "cannot authorize: failing closed");
+                Refusal::Unavailable(e)
+            })
     }
 
     fn entry(&self, decision: Decision) -> Entry {

@@ -15,6 +15,7 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
 
 use super::{Decision, Principal};
+use crate::metrics::EventMetrics;
 
 /// How often an idle connection is pinged, so that a dead peer is noticed before a request
 /// waits on it.
@@ -37,6 +38,7 @@ pub struct IdentityClient {
     client: pb::authorization_service_client::AuthorizationServiceClient<Channel>,
     token: Option<MetadataValue<tonic::metadata::Ascii>>,
     calls: Arc<AtomicU64>,
+    metrics: EventMetrics,
 }
 
 impl IdentityClient {
@@ -46,6 +48,7 @@ impl IdentityClient {
         url: &url::Url,
         timeout: Duration,
         token: Option<&InternalToken>,
+        metrics: EventMetrics,
     ) -> Result<Self, String> {
         let endpoint = Endpoint::from_shared(url.to_string())
             .map_err(|e| format!("invalid identity URL {url}: {e}"))?
@@ -64,6 +67,7 @@ impl IdentityClient {
             ),
             token,
             calls: Arc::new(AtomicU64::new(0)),
+            metrics,
         })
     }
 
@@ -88,8 +92,18 @@ impl IdentityClient {
                 .metadata_mut()
                 .insert(INTERNAL_TOKEN_HEADER, token.clone());
         }
-        let response = self.client.clone().authorize(request).await?.into_inner();
-        decision_from(response, permission)
+        let started = std::time::Instant::now();
+        let response = self.client.clone().authorize(request).await;
+        let outcome = if response.is_ok() { "ok" } else { "error" };
+        self.metrics
+            .authorize_calls
+            .with_label_values(&[outcome])
+            .inc();
+        self.metrics
+            .authorize_duration
+            .with_label_values(&[outcome])
+            .observe(started.elapsed().as_secs_f64());
+        decision_from(response?.into_inner(), permission)
     }
 }
 

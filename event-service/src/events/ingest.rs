@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use super::{IngestOutcome, NewEvent, Scope};
 use crate::EventError;
+use crate::metrics::EventMetrics;
 use crate::store::{EventStore, StoreError};
 
 /// Requests waiting for the writer. When the queue is full, callers wait (back-pressure)
@@ -36,9 +37,9 @@ pub struct Ingestor {
 
 impl Ingestor {
     /// Starts the writer for `store`.
-    pub fn start(store: Arc<dyn EventStore>) -> (Self, JoinHandle<()>) {
+    pub fn start(store: Arc<dyn EventStore>, metrics: EventMetrics) -> (Self, JoinHandle<()>) {
         let (queue, requests) = mpsc::channel(QUEUE_DEPTH);
-        let writer = tokio::spawn(run_writer(store, requests));
+        let writer = tokio::spawn(run_writer(store, requests, metrics));
         (Self { queue }, writer)
     }
 
@@ -78,7 +79,11 @@ impl Ingestor {
 #[error(transparent)]
 struct SharedStoreError(Arc<StoreError>);
 
-async fn run_writer(store: Arc<dyn EventStore>, mut requests: mpsc::Receiver<WriteRequest>) {
+async fn run_writer(
+    store: Arc<dyn EventStore>,
+    mut requests: mpsc::Receiver<WriteRequest>,
+    metrics: EventMetrics,
+) {
     while let Some(first) = requests.recv().await {
         let mut size = first.events.len();
         let mut group = vec![first];
@@ -91,12 +96,22 @@ async fn run_writer(store: Arc<dyn EventStore>, mut requests: mpsc::Receiver<Wri
                 Err(_) => break,
             }
         }
-        commit(store.as_ref(), group).await;
+        metrics.commit_events.observe(size as f64);
+        let started = std::time::Instant::now();
+        let ok = commit(store.as_ref(), group).await;
+        metrics
+            .commit_duration
+            .observe(started.elapsed().as_secs_f64());
+        metrics
+            .commits
+            .with_label_values(&[if ok { "ok" } else { "error" }])
+            .inc();
     }
     tracing::debug!("ingest writer stopped");
 }
 
-async fn commit(store: &dyn EventStore, group: Vec<WriteRequest>) {
+/// Commits a group and answers its callers; whether the group committed in one go.
+async fn commit(store: &dyn EventStore, group: Vec<WriteRequest>) -> bool {
     let batches: Vec<_> = group
         .iter()
         .map(|r| (&r.scope, r.events.as_slice()))
@@ -107,6 +122,7 @@ async fn commit(store: &dyn EventStore, group: Vec<WriteRequest>) {
             for (request, inserted) in group.into_iter().zip(results) {
                 let _ = request.reply.send(Ok(inserted));
             }
+            true
         }
         Err(e) if group.len() > 1 => {
             // One request's rows may have failed the whole group: retry each on its own so
@@ -120,12 +136,14 @@ async fn commit(store: &dyn EventStore, group: Vec<WriteRequest>) {
                     .map_err(Arc::new);
                 let _ = request.reply.send(result);
             }
+            false
         }
         Err(e) => {
             let e = Arc::new(e);
             for request in group {
                 let _ = request.reply.send(Err(e.clone()));
             }
+            false
         }
     }
 }

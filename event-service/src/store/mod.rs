@@ -38,6 +38,8 @@ pub type Batch<'a> = (&'a Scope, &'a [NewEvent]);
 pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
     /// Whether the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// The connection pool's size and idle connections, for metrics.
+    fn pool_stats(&self) -> (u32, usize);
     /// Inserts every batch in one transaction, skipping events whose id is already stored in
     /// their scope (idempotency, checked in that same transaction). Returns, per batch and event,
     /// whether the event was new. Nothing is written if an error is returned.

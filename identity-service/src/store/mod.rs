@@ -80,6 +80,8 @@ pub enum DeleteUserOutcome {
 pub trait IdentityStore: Send + Sync + std::fmt::Debug + 'static {
     /// Whether the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// The connection pool's size and idle connections, for metrics.
+    fn pool_stats(&self) -> (u32, usize);
     /// Stores a tenant, its first user and that user's key, all or nothing.
     async fn create_tenant(
         &self,

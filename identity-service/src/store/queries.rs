@@ -78,6 +78,10 @@ macro_rules! identity_store_impl {
 
         #[async_trait::async_trait]
         impl $crate::store::IdentityStore for $store {
+            fn pool_stats(&self) -> (u32, usize) {
+                (self.pool.size(), self.pool.num_idle())
+            }
+
             async fn ping(&self) -> Result<(), $crate::store::StoreError> {
                 sqlx::query("SELECT 1").execute(&self.pool).await?;
                 Ok(())

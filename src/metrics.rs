@@ -1,0 +1,227 @@
+//! Prometheus metrics: one registry per service (no global recorder, so that `tollgate up` and
+//! tests can run several services in one process), a tower layer counting requests by RPC and
+//! status code with latency histograms, and the `/metrics` endpoint on its own address.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use tower::{Layer, Service};
+
+/// Latency buckets (seconds) for RPCs and database work: 50 µs to 5 s.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0,
+];
+
+/// A service's registry and the metrics every service has.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    /// Where every metric of the service is registered.
+    pub registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    pool: IntGaugeVec,
+}
+
+impl Metrics {
+    /// A registry for `service` (a `service` label on every metric), with the request and pool
+    /// metrics and the process metrics (memory, CPU, file descriptors) registered.
+    pub fn new(service: &str) -> Result<Self, prometheus::Error> {
+        let registry = Registry::new_custom(
+            Some("tollgate".into()),
+            Some([("service".to_owned(), service.to_owned())].into()),
+        )?;
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "grpc_requests_total",
+                "gRPC requests by method and status code",
+            ),
+            &["method", "code"],
+        )?;
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "grpc_request_duration_seconds",
+                "gRPC request latency until the response headers",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["method"],
+        )?;
+        let pool = IntGaugeVec::new(
+            Opts::new("db_pool_connections", "database pool connections by state"),
+            &["state"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(pool.clone()))?;
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        Ok(Self {
+            registry,
+            requests,
+            latency,
+            pool,
+        })
+    }
+
+    /// Records the database pool's size and idle connections (called before each scrape).
+    pub fn set_pool(&self, size: u32, idle: usize) {
+        let idle = i64::try_from(idle).unwrap_or(i64::MAX);
+        self.pool.with_label_values(&["idle"]).set(idle);
+        self.pool
+            .with_label_values(&["in_use"])
+            .set(i64::from(size) - idle);
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metrics.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// The layer that records every request.
+    pub fn layer(&self) -> MetricsLayer {
+        MetricsLayer {
+            metrics: Arc::new(self.clone()),
+        }
+    }
+}
+
+/// Records each request's method, gRPC status code and latency.
+#[derive(Debug, Clone)]
+pub struct MetricsLayer {
+    metrics: Arc<Metrics>,
+}
+
+impl<S> Layer<S> for MetricsLayer {
+    type Service = Measured<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Measured {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// A service whose requests are measured.
+#[derive(Debug, Clone)]
+pub struct Measured<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for Measured<S>
+where
+    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        // Method names come from the path; anything that is not `/package.Service/Method`
+        // is folded into one label value so that stray paths cannot grow the label set.
+        let path = request.uri().path();
+        let method = match path.strip_prefix('/').and_then(|p| p.split_once('/')) {
+            Some((service, method)) if !service.is_empty() && !method.contains('/') => {
+                path.to_owned()
+            }
+            _ => "other".to_owned(),
+        };
+        let metrics = self.metrics.clone();
+        let started = Instant::now();
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let response = response.await;
+            metrics
+                .latency
+                .with_label_values(&[&method])
+                .observe(started.elapsed().as_secs_f64());
+            // A unary RPC that fails answers with its status in the headers (trailers-only);
+            // one that succeeds has no grpc-status header and ends with OK in its trailers.
+            let code = match &response {
+                Ok(r) => r
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<i32>().ok())
+                    .map(|c| format!("{:?}", tonic::Code::from(c)))
+                    .unwrap_or_else(|| "Ok".to_owned()),
+                Err(_) => "Unavailable".to_owned(),
+            };
+            metrics.requests.with_label_values(&[&method, &code]).inc();
+            response
+        })
+    }
+}
+
+/// A bound `/metrics` endpoint, not yet serving.
+#[derive(Debug)]
+pub struct MetricsServer {
+    listener: tokio::net::TcpListener,
+    addr: SocketAddr,
+}
+
+impl MetricsServer {
+    /// Binds `addr`.
+    pub async fn bind(addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        Ok(Self { listener, addr })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves `GET /metrics` until `shutdown`; `refresh` runs before each scrape to update
+    /// gauges that are read rather than counted (pool sizes).
+    pub fn serve(
+        self,
+        metrics: Metrics,
+        refresh: impl Fn(&Metrics) + Send + Sync + 'static,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        let refresh = Arc::new(refresh);
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let (metrics, refresh) = (metrics.clone(), refresh.clone());
+                async move {
+                    refresh(&metrics);
+                    (
+                        [(http::header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+                        metrics.render(),
+                    )
+                }
+            }),
+        );
+        let addr = self.addr;
+        tokio::spawn(async move {
+            tracing::info!(%addr, "metrics listening");
+            if let Err(e) = axum::serve(self.listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(error = %e, "metrics server failed");
+            }
+        })
+    }
+}

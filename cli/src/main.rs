@@ -47,10 +47,10 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Run identity-service (as `identity-service serve`); the benchmark's server processes.
     #[command(hide = true)]
-    ServeIdentity(identity_service::config::Settings),
+    ServeIdentity(Box<identity_service::config::Settings>),
     /// Run event-service (as `event-service serve`).
     #[command(hide = true)]
-    ServeEvents(event_service::config::Settings),
+    ServeEvents(Box<event_service::config::Settings>),
 }
 
 #[tokio::main]
@@ -82,7 +82,7 @@ async fn main() -> ExitCode {
         Command::Bench(args) => bench::bench(args).await,
         Command::ServeIdentity(settings) => {
             async {
-                let app = identity_service::startup::Application::build(settings).await?;
+                let app = identity_service::startup::Application::build(*settings).await?;
                 Ok(app
                     .run_until_stopped(tollgate::server::shutdown_signal())
                     .await?)
@@ -91,7 +91,7 @@ async fn main() -> ExitCode {
         }
         Command::ServeEvents(settings) => {
             async {
-                let app = event_service::startup::Application::build(settings).await?;
+                let app = event_service::startup::Application::build(*settings).await?;
                 Ok(app
                     .run_until_stopped(tollgate::server::shutdown_signal())
                     .await?)

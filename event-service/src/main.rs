@@ -24,7 +24,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the gRPC server.
-    Serve(Settings),
+    Serve(Box<Settings>),
     /// Check a running server's grpc.health.v1 status: exit 0 if SERVING, 1 otherwise
     /// (a container health check).
     Health {
@@ -42,7 +42,7 @@ async fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let settings = match cli.command {
-        Command::Serve(settings) => settings,
+        Command::Serve(settings) => *settings,
         Command::Health { addr } => {
             return tollgate::server::health_command("event-service", addr).await;
         }

@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the gRPC server.
-    Serve(Settings),
+    Serve(Box<Settings>),
     /// Check a running server's grpc.health.v1 status: exit 0 if SERVING, 1 otherwise
     /// (a container health check).
     Health {
@@ -65,7 +65,7 @@ async fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let result = match cli.command {
-        Command::Serve(settings) => serve(settings).await,
+        Command::Serve(settings) => serve(*settings).await,
         Command::Health { addr } => {
             return tollgate::server::health_command("identity-service", addr).await;
         }

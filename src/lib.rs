@@ -17,6 +17,7 @@ pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod time;
+pub mod tls;
 
 /// Generated protobuf and gRPC code.
 pub mod proto {

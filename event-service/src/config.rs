@@ -57,6 +57,18 @@ pub struct Settings {
     /// Internal credential sent with every `Authorize` call (identity-service's `--internal-token`).
     #[arg(long, env = "TOLLGATE_INTERNAL_TOKEN", hide_env_values = true)]
     pub internal_token: Option<InternalToken>,
+    /// PEM CA that signed identity-service's certificate (required with an https:// URL).
+    #[arg(long, env = "EVENT_IDENTITY_CA")]
+    pub identity_ca: Option<std::path::PathBuf>,
+    /// PEM client certificate presented to identity-service (mutual TLS), with --identity-client-key.
+    #[arg(long, env = "EVENT_IDENTITY_CLIENT_CERT", requires = "identity_client_key")]
+    pub identity_client_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --identity-client-cert.
+    #[arg(long, env = "EVENT_IDENTITY_CLIENT_KEY", requires = "identity_client_cert")]
+    pub identity_client_key: Option<std::path::PathBuf>,
+    /// TLS for event-service's own port.
+    #[command(flatten)]
+    pub tls: tollgate::tls::ServerTlsArgs,
     /// Address for the Prometheus `/metrics` endpoint; unset: no metrics endpoint.
     #[arg(long, env = "EVENT_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
@@ -82,6 +94,10 @@ impl Settings {
             auth_cache_capacity: DEFAULT_AUTH_CACHE_CAPACITY,
             identity_timeout: duration(DEFAULT_IDENTITY_TIMEOUT),
             internal_token: None,
+            identity_ca: None,
+            identity_client_cert: None,
+            identity_client_key: None,
+            tls: tollgate::tls::ServerTlsArgs::default(),
             metrics_addr: None,
             max_future_skew: duration(DEFAULT_MAX_FUTURE_SKEW),
             shutdown_grace: duration(DEFAULT_SHUTDOWN_GRACE),
@@ -95,6 +111,14 @@ impl Settings {
                 "--identity-url must be http:// or https://, not {}://",
                 self.identity_url.scheme()
             ));
+        }
+        if self.identity_url.scheme() == "https" && self.identity_ca.is_none() {
+            return Err("--identity-url https:// needs --identity-ca (the CA of identity-service's certificate)".to_owned());
+        }
+        if self.identity_url.scheme() == "http"
+            && (self.identity_ca.is_some() || self.identity_client_cert.is_some())
+        {
+            return Err("--identity-ca and --identity-client-cert need an https:// --identity-url".to_owned());
         }
         if self.auth_denial_ttl > self.auth_cache_ttl {
             return Err("--auth-denial-ttl must not be longer than --auth-cache-ttl".to_owned());

@@ -69,6 +69,7 @@ pub struct Application {
     events: Events,
     writer: JoinHandle<()>,
     auth: Arc<AuthCache>,
+    server_tls: Option<tonic::transport::ServerTlsConfig>,
     metrics: Metrics,
     metrics_server: Option<MetricsServer>,
     settings: Settings,
@@ -81,10 +82,26 @@ impl Application {
         settings.validate().map_err(StartupError::Config)?;
         let metrics = Metrics::new("event-service")?;
         let event_metrics = EventMetrics::register(&metrics.registry)?;
+        let identity_tls = match &settings.identity_ca {
+            Some(ca) => Some(
+                tollgate::tls::client_config(
+                    ca,
+                    settings
+                        .identity_client_cert
+                        .as_deref()
+                        .zip(settings.identity_client_key.as_deref()),
+                    settings.identity_url.host_str().unwrap_or_default(),
+                )
+                .map_err(StartupError::Config)?,
+            ),
+            None => None,
+        };
+        let server_tls = settings.tls.config().map_err(StartupError::Config)?;
         let client = IdentityClient::new(
             &settings.identity_url,
             settings.identity_timeout,
             settings.internal_token.as_ref(),
+            identity_tls,
             event_metrics.clone(),
         )
         .map_err(StartupError::Config)?;
@@ -128,6 +145,7 @@ impl Application {
             events,
             writer,
             auth,
+            server_tls,
             metrics,
             metrics_server,
             settings,
@@ -189,7 +207,11 @@ impl Application {
         // Outermost, the metrics layer sees every request, refusals included. The auth layer
         // wraps every route: it lets health and reflection through and checks EventService
         // requests before routing, so no handler runs unauthorized.
-        let router = tonic::transport::Server::builder()
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = self.server_tls {
+            server = server.tls_config(tls)?;
+        }
+        let router = server
             .layer(self.metrics.layer())
             .layer(AuthLayer::new(self.auth.clone()))
             .add_service(health_service)

@@ -39,6 +39,10 @@ pub struct Settings {
     /// replica take effect at once; other replicas see them within this time.
     #[arg(long, env = "IDENTITY_KEY_CACHE_TTL", default_value = DEFAULT_KEY_CACHE_TTL, value_parser = tollgate::telemetry::parse_duration)]
     pub key_cache_ttl: Duration,
+    /// TLS; with a client CA, a verified client certificate authenticates Authorize callers
+    /// (as the internal token does).
+    #[command(flatten)]
+    pub tls: tollgate::tls::ServerTlsArgs,
     /// How long shutdown waits for in-flight requests before closing connections.
     #[arg(long, env = "IDENTITY_SHUTDOWN_GRACE", default_value = DEFAULT_SHUTDOWN_GRACE, value_parser = tollgate::telemetry::parse_duration)]
     pub shutdown_grace: Duration,
@@ -54,6 +58,7 @@ impl Settings {
             internal_token: None,
             metrics_addr: None,
             key_cache_ttl: Duration::from_secs(1),
+            tls: tollgate::tls::ServerTlsArgs::default(),
             shutdown_grace: Duration::from_secs(10),
         }
     }

@@ -34,7 +34,9 @@ pub enum IdentityError {
     #[error("{0}")]
     FailedPrecondition(String),
     /// The internal credential for `Authorize` is missing or wrong.
-    #[error("Authorize needs the internal credential in the x-tollgate-internal-token header")]
+    #[error(
+        "Authorize needs the internal credential: the x-tollgate-internal-token header or a client certificate"
+    )]
     InternalCredential,
     /// A fault of ours. The client gets a generic message; the cause is logged.
     #[error("internal error")]

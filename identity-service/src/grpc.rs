@@ -22,14 +22,21 @@ use crate::{Identity, IdentityError};
 pub struct GrpcApi {
     identity: Identity,
     internal_token: Option<InternalToken>,
+    client_certificates: bool,
 }
 
 impl GrpcApi {
-    /// The adapter; `internal_token`, when set, guards `Authorize`.
-    pub fn new(identity: Identity, internal_token: Option<InternalToken>) -> Self {
+    /// The adapter. `Authorize` is guarded by `internal_token` when set, and by verified client
+    /// certificates when `client_certificates` (mutual TLS) is on; either credential suffices.
+    pub fn new(
+        identity: Identity,
+        internal_token: Option<InternalToken>,
+        client_certificates: bool,
+    ) -> Self {
         Self {
             identity,
             internal_token,
+            client_certificates,
         }
     }
 
@@ -41,16 +48,22 @@ impl GrpcApi {
     }
 
     fn check_internal_credential<T>(&self, request: &Request<T>) -> Result<(), IdentityError> {
-        let Some(token) = &self.internal_token else {
+        if self.internal_token.is_none() && !self.client_certificates {
             return Ok(());
-        };
-        let presented = request
-            .metadata()
-            .get(INTERNAL_TOKEN_HEADER)
-            .map(|v| v.as_bytes());
-        match presented {
-            Some(p) if token.matches(p) => Ok(()),
-            _ => Err(IdentityError::InternalCredential),
+        }
+        // The TLS layer only hands over certificates that chain to the configured client CA.
+        let certified = self.client_certificates
+            && request.peer_certs().is_some_and(|certs| !certs.is_empty());
+        let token = self.internal_token.as_ref().is_some_and(|token| {
+            request
+                .metadata()
+                .get(INTERNAL_TOKEN_HEADER)
+                .is_some_and(|p| token.matches(p.as_bytes()))
+        });
+        if certified || token {
+            Ok(())
+        } else {
+            Err(IdentityError::InternalCredential)
         }
     }
 }

@@ -48,6 +48,9 @@ pub enum StartupError {
         #[source]
         source: std::io::Error,
     },
+    /// The TLS files cannot be used.
+    #[error("invalid TLS configuration: {0}")]
+    Tls(String),
     /// The metrics could not be defined (a build problem).
     #[error("cannot set up metrics")]
     Metrics(#[from] prometheus::Error),
@@ -142,11 +145,18 @@ impl Application {
         let (reflection_v1, reflection_v1alpha) =
             reflection_services(SERVICE_NAMES, &[tonic_health::pb::FILE_DESCRIPTOR_SET])?;
         let store_for_metrics = self.identity.store().clone();
-        let api = GrpcApi::new(self.identity, self.settings.internal_token.clone());
+        let tls = self.settings.tls.config().map_err(StartupError::Tls)?;
+        let api = GrpcApi::new(
+            self.identity,
+            self.settings.internal_token.clone(),
+            self.settings.tls.tls_client_ca.is_some(),
+        );
         tracing::info!(
             addr = %self.local_addr,
             database = %self.settings.database_url,
             internal_token = self.settings.internal_token.is_some(),
+            tls = tls.is_some(),
+            mtls = self.settings.tls.tls_client_ca.is_some(),
             "identity-service listening"
         );
         let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -163,7 +173,11 @@ impl Application {
                 },
             )
         });
-        let router = tonic::transport::Server::builder()
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            server = server.tls_config(tls)?;
+        }
+        let router = server
             .layer(self.metrics.layer())
             .add_service(health_service)
             .add_service(reflection_v1)

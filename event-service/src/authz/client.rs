@@ -48,10 +48,17 @@ impl IdentityClient {
         url: &url::Url,
         timeout: Duration,
         token: Option<&InternalToken>,
+        tls: Option<tonic::transport::ClientTlsConfig>,
         metrics: EventMetrics,
     ) -> Result<Self, String> {
-        let endpoint = Endpoint::from_shared(url.to_string())
-            .map_err(|e| format!("invalid identity URL {url}: {e}"))?
+        let mut endpoint = Endpoint::from_shared(url.to_string())
+            .map_err(|e| format!("invalid identity URL {url}: {e}"))?;
+        if let Some(tls) = tls {
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| format!("invalid identity TLS configuration: {e}"))?;
+        }
+        let endpoint = endpoint
             .timeout(timeout)
             .connect_timeout(timeout)
             .tcp_nodelay(true)

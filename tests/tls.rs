@@ -1,0 +1,190 @@
+//! TLS and mutual TLS with certificates made inside the test: both services serve TLS,
+//! event-service reaches identity-service over TLS, and a client certificate is how it
+//! authenticates its `Authorize` calls (no internal token configured).
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+use tollgate::database::DatabaseUrl;
+use tollgate::proto::events::v1 as ev;
+use tollgate::proto::identity::v1 as id;
+use tollgate::tls::ServerTlsArgs;
+use tollgate_e2e::{event, with_key};
+use tonic::Code;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    /// A CA, a server certificate for `localhost` and a client certificate, both signed by it,
+    /// and a client certificate from a CA nobody trusts.
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = |name: &str| {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.distinguished_name.push(rcgen::DnType::CommonName, name);
+            let cert = params.self_signed(&key).unwrap();
+            (cert, key)
+        };
+        let (ca_cert, ca_key) = ca("tollgate test CA");
+        let (rogue_cert, rogue_key) = ca("rogue CA");
+        let leaf = |san: &str, issuer: &rcgen::Certificate, issuer_key: &KeyPair, stem: &str| {
+            let key = KeyPair::generate().unwrap();
+            let cert = CertificateParams::new(vec![san.to_owned()]).unwrap().signed_by(&key, issuer, issuer_key).unwrap();
+            std::fs::write(dir.path().join(format!("{stem}.pem")), cert.pem()).unwrap();
+            std::fs::write(dir.path().join(format!("{stem}.key")), key.serialize_pem()).unwrap();
+        };
+        std::fs::write(dir.path().join("ca.pem"), ca_cert.pem()).unwrap();
+        leaf("localhost", &ca_cert, &ca_key, "server");
+        leaf("event-service", &ca_cert, &ca_key, "client");
+        leaf("intruder", &rogue_cert, &rogue_key, "rogue");
+        Self { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn server_tls(&self, client_ca: bool) -> ServerTlsArgs {
+        ServerTlsArgs {
+            tls_cert: Some(self.path("server.pem")),
+            tls_key: Some(self.path("server.key")),
+            tls_client_ca: client_ca.then(|| self.path("ca.pem")),
+        }
+    }
+
+    /// A TLS channel trusting the CA, presenting the client certificate `stem` if given.
+    async fn channel(&self, addr: SocketAddr, stem: Option<&str>) -> Result<Channel, tonic::transport::Error> {
+        let mut tls = ClientTlsConfig::new()
+            .domain_name("localhost")
+            .ca_certificate(Certificate::from_pem(std::fs::read(self.path("ca.pem")).unwrap()));
+        if let Some(stem) = stem {
+            tls = tls.identity(Identity::from_pem(
+                std::fs::read(self.path(&format!("{stem}.pem"))).unwrap(),
+                std::fs::read(self.path(&format!("{stem}.key"))).unwrap(),
+            ));
+        }
+        Channel::from_shared(format!("https://{addr}")).unwrap().tls_config(tls)?.connect().await
+    }
+}
+
+struct TlsStack {
+    identity: SocketAddr,
+    events: SocketAddr,
+    admin: String,
+    _data: tempfile::TempDir,
+}
+
+/// identity-service with TLS and client-certificate verification; event-service with TLS,
+/// reaching identity-service over TLS with the client certificate if `with_client_cert`.
+async fn start(pki: &Pki, with_client_cert: bool) -> TlsStack {
+    let data = tempfile::tempdir().unwrap();
+    let mut settings = identity_service::config::Settings::with_database(DatabaseUrl::Sqlite(data.path().join("id.db")));
+    settings.tls = pki.server_tls(true);
+    let identity_app = identity_service::startup::Application::build(settings).await.unwrap();
+    let identity = identity_app.local_addr();
+    let admin = identity_app.identity().bootstrap_tenant("acme", "admin").await.unwrap().secret.expose().to_owned();
+    tokio::spawn(identity_app.run_until_stopped(std::future::pending()));
+
+    let url = url::Url::parse(&format!("https://localhost:{}", identity.port())).unwrap();
+    let mut settings = event_service::config::Settings::new(DatabaseUrl::Sqlite(data.path().join("ev.db")), url);
+    settings.tls = pki.server_tls(false);
+    settings.identity_ca = Some(pki.path("ca.pem"));
+    if with_client_cert {
+        settings.identity_client_cert = Some(pki.path("client.pem"));
+        settings.identity_client_key = Some(pki.path("client.key"));
+    }
+    let events_app = event_service::startup::Application::build(settings).await.unwrap();
+    let events = events_app.local_addr();
+    tokio::spawn(events_app.run_until_stopped(std::future::pending()));
+    TlsStack { identity, events, admin, _data: data }
+}
+
+fn digest(key: &str) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(key.as_bytes()).to_vec()
+}
+
+#[tokio::test]
+async fn mutual_tls_authenticates_authorize_callers() {
+    let pki = Pki::new();
+    let stack = start(&pki, true).await;
+
+    // Through event-service over TLS: it authorizes over mutual TLS, with no internal token.
+    let mut events = ev::event_service_client::EventServiceClient::new(pki.channel(stack.events, None).await.unwrap());
+    let sent = events
+        .ingest_event(with_key(&stack.admin, ev::IngestEventRequest { event: Some(event("api_call", "c1", 1.0)) }))
+        .await
+        .unwrap();
+    assert!(!sent.into_inner().result.unwrap().duplicate);
+
+    // Directly: Authorize needs the client certificate; management calls need only TLS and a key.
+    let request = || id::AuthorizeRequest { key_digest: digest(&stack.admin), permission: "event:read".into() };
+    let anonymous = pki.channel(stack.identity, None).await.unwrap();
+    let err = id::authorization_service_client::AuthorizationServiceClient::new(anonymous.clone())
+        .authorize(request())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    assert!(err.message().contains("client certificate"), "{err:?}");
+    let roles = id::role_service_client::RoleServiceClient::new(anonymous)
+        .list_roles(with_key(&stack.admin, id::ListRolesRequest {}))
+        .await
+        .unwrap();
+    assert_eq!(roles.into_inner().roles.len(), 2);
+    let certified = pki.channel(stack.identity, Some("client")).await.unwrap();
+    let decision = id::authorization_service_client::AuthorizationServiceClient::new(certified)
+        .authorize(request())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(decision.allowed);
+
+    // A certificate from another CA does not get through the handshake.
+    let rogue = match pki.channel(stack.identity, Some("rogue")).await {
+        Err(_) => true,
+        Ok(channel) => id::authorization_service_client::AuthorizationServiceClient::new(channel).authorize(request()).await.is_err(),
+    };
+    assert!(rogue, "a certificate of an untrusted CA was accepted");
+
+    // Plaintext does not reach a TLS port.
+    let plain = Channel::from_shared(format!("http://{}", stack.events)).unwrap().connect().await;
+    let refused = match plain {
+        Err(_) => true,
+        Ok(channel) => ev::event_service_client::EventServiceClient::new(channel)
+            .list_events(with_key(&stack.admin, ev::ListEventsRequest::default()))
+            .await
+            .is_err(),
+    };
+    assert!(refused);
+}
+
+#[tokio::test]
+async fn without_a_client_certificate_event_service_fails_closed() {
+    let pki = Pki::new();
+    let stack = start(&pki, false).await;
+    let mut events = ev::event_service_client::EventServiceClient::new(pki.channel(stack.events, None).await.unwrap());
+    let err = events
+        .ingest_event(with_key(&stack.admin, ev::IngestEventRequest { event: Some(event("api_call", "c1", 1.0)) }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+}
+
+#[test]
+fn unreadable_tls_files_are_configuration_errors() {
+    let args = ServerTlsArgs {
+        tls_cert: Some(Path::new("/nonexistent/cert.pem").to_owned()),
+        tls_key: Some(Path::new("/nonexistent/key.pem").to_owned()),
+        tls_client_ca: None,
+    };
+    let err = args.config().unwrap_err();
+    assert!(err.contains("cannot read the TLS certificate /nonexistent/cert.pem"), "{err}");
+}

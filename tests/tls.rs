@@ -29,7 +29,9 @@ impl Pki {
             let key = KeyPair::generate().unwrap();
             let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
             params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            params.distinguished_name.push(rcgen::DnType::CommonName, name);
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, name);
             let cert = params.self_signed(&key).unwrap();
             (cert, key)
         };
@@ -37,7 +39,10 @@ impl Pki {
         let (rogue_cert, rogue_key) = ca("rogue CA");
         let leaf = |san: &str, issuer: &rcgen::Certificate, issuer_key: &KeyPair, stem: &str| {
             let key = KeyPair::generate().unwrap();
-            let cert = CertificateParams::new(vec![san.to_owned()]).unwrap().signed_by(&key, issuer, issuer_key).unwrap();
+            let cert = CertificateParams::new(vec![san.to_owned()])
+                .unwrap()
+                .signed_by(&key, issuer, issuer_key)
+                .unwrap();
             std::fs::write(dir.path().join(format!("{stem}.pem")), cert.pem()).unwrap();
             std::fs::write(dir.path().join(format!("{stem}.key")), key.serialize_pem()).unwrap();
         };
@@ -61,17 +66,27 @@ impl Pki {
     }
 
     /// A TLS channel trusting the CA, presenting the client certificate `stem` if given.
-    async fn channel(&self, addr: SocketAddr, stem: Option<&str>) -> Result<Channel, tonic::transport::Error> {
+    async fn channel(
+        &self,
+        addr: SocketAddr,
+        stem: Option<&str>,
+    ) -> Result<Channel, tonic::transport::Error> {
         let mut tls = ClientTlsConfig::new()
             .domain_name("localhost")
-            .ca_certificate(Certificate::from_pem(std::fs::read(self.path("ca.pem")).unwrap()));
+            .ca_certificate(Certificate::from_pem(
+                std::fs::read(self.path("ca.pem")).unwrap(),
+            ));
         if let Some(stem) = stem {
             tls = tls.identity(Identity::from_pem(
                 std::fs::read(self.path(&format!("{stem}.pem"))).unwrap(),
                 std::fs::read(self.path(&format!("{stem}.key"))).unwrap(),
             ));
         }
-        Channel::from_shared(format!("https://{addr}")).unwrap().tls_config(tls)?.connect().await
+        Channel::from_shared(format!("https://{addr}"))
+            .unwrap()
+            .tls_config(tls)?
+            .connect()
+            .await
     }
 }
 
@@ -86,25 +101,44 @@ struct TlsStack {
 /// reaching identity-service over TLS with the client certificate if `with_client_cert`.
 async fn start(pki: &Pki, with_client_cert: bool) -> TlsStack {
     let data = tempfile::tempdir().unwrap();
-    let mut settings = identity_service::config::Settings::with_database(DatabaseUrl::Sqlite(data.path().join("id.db")));
+    let mut settings = identity_service::config::Settings::with_database(DatabaseUrl::Sqlite(
+        data.path().join("id.db"),
+    ));
     settings.tls = pki.server_tls(true);
-    let identity_app = identity_service::startup::Application::build(settings).await.unwrap();
+    let identity_app = identity_service::startup::Application::build(settings)
+        .await
+        .unwrap();
     let identity = identity_app.local_addr();
-    let admin = identity_app.identity().bootstrap_tenant("acme", "admin").await.unwrap().secret.expose().to_owned();
+    let admin = identity_app
+        .identity()
+        .bootstrap_tenant("acme", "admin")
+        .await
+        .unwrap()
+        .secret
+        .expose()
+        .to_owned();
     tokio::spawn(identity_app.run_until_stopped(std::future::pending()));
 
     let url = url::Url::parse(&format!("https://localhost:{}", identity.port())).unwrap();
-    let mut settings = event_service::config::Settings::new(DatabaseUrl::Sqlite(data.path().join("ev.db")), url);
+    let mut settings =
+        event_service::config::Settings::new(DatabaseUrl::Sqlite(data.path().join("ev.db")), url);
     settings.tls = pki.server_tls(false);
     settings.identity_ca = Some(pki.path("ca.pem"));
     if with_client_cert {
         settings.identity_client_cert = Some(pki.path("client.pem"));
         settings.identity_client_key = Some(pki.path("client.key"));
     }
-    let events_app = event_service::startup::Application::build(settings).await.unwrap();
+    let events_app = event_service::startup::Application::build(settings)
+        .await
+        .unwrap();
     let events = events_app.local_addr();
     tokio::spawn(events_app.run_until_stopped(std::future::pending()));
-    TlsStack { identity, events, admin, _data: data }
+    TlsStack {
+        identity,
+        events,
+        admin,
+        _data: data,
+    }
 }
 
 fn digest(key: &str) -> Vec<u8> {
@@ -118,15 +152,25 @@ async fn mutual_tls_authenticates_authorize_callers() {
     let stack = start(&pki, true).await;
 
     // Through event-service over TLS: it authorizes over mutual TLS, with no internal token.
-    let mut events = ev::event_service_client::EventServiceClient::new(pki.channel(stack.events, None).await.unwrap());
+    let mut events = ev::event_service_client::EventServiceClient::new(
+        pki.channel(stack.events, None).await.unwrap(),
+    );
     let sent = events
-        .ingest_event(with_key(&stack.admin, ev::IngestEventRequest { event: Some(event("api_call", "c1", 1.0)) }))
+        .ingest_event(with_key(
+            &stack.admin,
+            ev::IngestEventRequest {
+                event: Some(event("api_call", "c1", 1.0)),
+            },
+        ))
         .await
         .unwrap();
     assert!(!sent.into_inner().result.unwrap().duplicate);
 
     // Directly: Authorize needs the client certificate; management calls need only TLS and a key.
-    let request = || id::AuthorizeRequest { key_digest: digest(&stack.admin), permission: "event:read".into() };
+    let request = || id::AuthorizeRequest {
+        key_digest: digest(&stack.admin),
+        permission: "event:read".into(),
+    };
     let anonymous = pki.channel(stack.identity, None).await.unwrap();
     let err = id::authorization_service_client::AuthorizationServiceClient::new(anonymous.clone())
         .authorize(request())
@@ -150,12 +194,18 @@ async fn mutual_tls_authenticates_authorize_callers() {
     // A certificate from another CA does not get through the handshake.
     let rogue = match pki.channel(stack.identity, Some("rogue")).await {
         Err(_) => true,
-        Ok(channel) => id::authorization_service_client::AuthorizationServiceClient::new(channel).authorize(request()).await.is_err(),
+        Ok(channel) => id::authorization_service_client::AuthorizationServiceClient::new(channel)
+            .authorize(request())
+            .await
+            .is_err(),
     };
     assert!(rogue, "a certificate of an untrusted CA was accepted");
 
     // Plaintext does not reach a TLS port.
-    let plain = Channel::from_shared(format!("http://{}", stack.events)).unwrap().connect().await;
+    let plain = Channel::from_shared(format!("http://{}", stack.events))
+        .unwrap()
+        .connect()
+        .await;
     let refused = match plain {
         Err(_) => true,
         Ok(channel) => ev::event_service_client::EventServiceClient::new(channel)
@@ -170,9 +220,16 @@ async fn mutual_tls_authenticates_authorize_callers() {
 async fn without_a_client_certificate_event_service_fails_closed() {
     let pki = Pki::new();
     let stack = start(&pki, false).await;
-    let mut events = ev::event_service_client::EventServiceClient::new(pki.channel(stack.events, None).await.unwrap());
+    let mut events = ev::event_service_client::EventServiceClient::new(
+        pki.channel(stack.events, None).await.unwrap(),
+    );
     let err = events
-        .ingest_event(with_key(&stack.admin, ev::IngestEventRequest { event: Some(event("api_call", "c1", 1.0)) }))
+        .ingest_event(with_key(
+            &stack.admin,
+            ev::IngestEventRequest {
+                event: Some(event("api_call", "c1", 1.0)),
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
@@ -186,5 +243,8 @@ fn unreadable_tls_files_are_configuration_errors() {
         tls_client_ca: None,
     };
     let err = args.config().unwrap_err();
-    assert!(err.contains("cannot read the TLS certificate /nonexistent/cert.pem"), "{err}");
+    assert!(
+        err.contains("cannot read the TLS certificate /nonexistent/cert.pem"),
+        "{err}"
+    );
 }

@@ -61,10 +61,18 @@ pub struct Settings {
     #[arg(long, env = "EVENT_IDENTITY_CA")]
     pub identity_ca: Option<std::path::PathBuf>,
     /// PEM client certificate presented to identity-service (mutual TLS), with --identity-client-key.
-    #[arg(long, env = "EVENT_IDENTITY_CLIENT_CERT", requires = "identity_client_key")]
+    #[arg(
+        long,
+        env = "EVENT_IDENTITY_CLIENT_CERT",
+        requires = "identity_client_key"
+    )]
     pub identity_client_cert: Option<std::path::PathBuf>,
     /// PEM private key of --identity-client-cert.
-    #[arg(long, env = "EVENT_IDENTITY_CLIENT_KEY", requires = "identity_client_cert")]
+    #[arg(
+        long,
+        env = "EVENT_IDENTITY_CLIENT_KEY",
+        requires = "identity_client_cert"
+    )]
     pub identity_client_key: Option<std::path::PathBuf>,
     /// TLS for event-service's own port.
     #[command(flatten)]
@@ -118,7 +126,10 @@ impl Settings {
         if self.identity_url.scheme() == "http"
             && (self.identity_ca.is_some() || self.identity_client_cert.is_some())
         {
-            return Err("--identity-ca and --identity-client-cert need an https:// --identity-url".to_owned());
+            return Err(
+                "--identity-ca and --identity-client-cert need an https:// --identity-url"
+                    .to_owned(),
+            );
         }
         if self.auth_denial_ttl > self.auth_cache_ttl {
             return Err("--auth-denial-ttl must not be longer than --auth-cache-ttl".to_owned());

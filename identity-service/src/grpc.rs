@@ -52,8 +52,8 @@ impl GrpcApi {
             return Ok(());
         }
         // The TLS layer only hands over certificates that chain to the configured client CA.
-        let certified = self.client_certificates
-            && request.peer_certs().is_some_and(|certs| !certs.is_empty());
+        let certified =
+            self.client_certificates && request.peer_certs().is_some_and(|certs| !certs.is_empty());
         let token = self.internal_token.as_ref().is_some_and(|token| {
             request
                 .metadata()

@@ -5,6 +5,7 @@
 mod accounts;
 mod bench;
 mod events;
+mod h2load;
 mod output;
 mod remote;
 mod up;
@@ -79,7 +80,7 @@ async fn main() -> ExitCode {
         Command::ServiceAccounts(command) => accounts::accounts(command).await,
         Command::Keys(command) => accounts::keys(command).await,
         Command::Events(command) => events::events(command).await,
-        Command::Bench(args) => bench::bench(args).await,
+        Command::Bench(args) => bench::run(args).await,
         Command::ServeIdentity(settings) => {
             async {
                 let app = identity_service::startup::Application::build(*settings).await?;

@@ -129,7 +129,7 @@ impl Decision {
 impl Identity {
     /// Decides whether the key with `digest` holds `permission`, and records the use of a live
     /// key (coarsely).
-    #[tracing::instrument(skip_all, fields(digest = ?digest, %permission))]
+    #[tracing::instrument(level = "debug", skip_all, fields(digest = ?digest, %permission))]
     pub async fn authorize(
         &self,
         digest: &KeyDigest,

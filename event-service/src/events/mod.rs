@@ -78,6 +78,25 @@ pub struct IngestOutcome {
     pub duplicate: bool,
 }
 
+/// Where an event sits in its request, to name it in errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Position {
+    /// The one event of `IngestEvent` (`event.…`).
+    Single,
+    /// Event `i` of `IngestEvents` (`events[i].…`).
+    Batch(usize),
+}
+
+impl Position {
+    /// The path of one of the event's fields.
+    pub fn field(self, name: &str) -> String {
+        match self {
+            Position::Single => format!("event.{name}"),
+            Position::Batch(i) => format!("events[{i}].{name}"),
+        }
+    }
+}
+
 /// The fields of an event as received, before validation.
 #[derive(Debug, Clone)]
 pub struct RawEvent {
@@ -99,11 +118,12 @@ impl NewEvent {
     /// Validates one event. `prefix` names it in errors (`event.` or `events[3].`).
     pub fn validate(
         raw: RawEvent,
-        prefix: &str,
+        position: Position,
         now: DateTime<Utc>,
         max_future_skew: chrono::Duration,
     ) -> Result<Self, EventError> {
-        let field = |name: &str| format!("{prefix}{name}");
+        // Field paths are only built for an error: a batch of valid events formats nothing.
+        let field = |name: &str| position.field(name);
         let event_id = if raw.event_id.is_empty() {
             generate_event_id()
         } else {
@@ -195,12 +215,12 @@ impl Events {
             .into_iter()
             .enumerate()
             .map(|(i, r)| {
-                let prefix = if single {
-                    "event.".to_owned()
+                let position = if single {
+                    Position::Single
                 } else {
-                    format!("events[{i}].")
+                    Position::Batch(i)
                 };
-                NewEvent::validate(r, &prefix, now, self.max_future_skew)
+                NewEvent::validate(r, position, now, self.max_future_skew)
             })
             .collect::<Result<Vec<_>, _>>()?;
         self.ingestor.ingest(scope, events).await
@@ -312,21 +332,21 @@ mod tests {
     fn validation_names_the_field() {
         let now = tollgate::time::now();
         let skew = chrono::Duration::minutes(5);
-        let err = NewEvent::validate(raw(" ", "c"), "events[3].", now, skew).unwrap_err();
+        let err = NewEvent::validate(raw(" ", "c"), Position::Batch(3), now, skew).unwrap_err();
         assert_eq!(
             err.to_string(),
             "events[3].event_name is required and must not be blank"
         );
-        let err = NewEvent::validate(raw("n", ""), "event.", now, skew).unwrap_err();
+        let err = NewEvent::validate(raw("n", ""), Position::Single, now, skew).unwrap_err();
         assert!(err.to_string().starts_with("event.external_customer_id"));
         let mut future = raw("n", "c");
         future.timestamp = Some(Some(now + chrono::Duration::minutes(6)));
-        let err = NewEvent::validate(future, "event.", now, skew).unwrap_err();
+        let err = NewEvent::validate(future, Position::Single, now, skew).unwrap_err();
         assert_eq!(
             err.to_string(),
             "event.timestamp is more than 5m in the future"
         );
-        let ok = NewEvent::validate(raw("api_call", "cus_1"), "event.", now, skew).unwrap();
+        let ok = NewEvent::validate(raw("api_call", "cus_1"), Position::Single, now, skew).unwrap();
         assert!(ok.event_id.starts_with("evt_"));
         assert_eq!(ok.timestamp, now);
     }

@@ -166,14 +166,17 @@ macro_rules! event_store_impl {
                     .iter()
                     .flat_map(|(scope, events)| events.iter().map(move |e| (*scope, e)))
                     .collect();
-                // How many rows each (tenant, environment, event_id) got: an id sent twice in one
-                // group is inserted once and is a duplicate the second time.
-                let mut inserted: HashMap<(String, String, String), usize> = HashMap::new();
+                // Which rows were new. A chunk that returns as many rows as it sent had no
+                // duplicate, which is the common case and needs no bookkeeping; otherwise the
+                // returned keys are matched as a multiset (an id sent twice in one chunk is
+                // inserted once and is a duplicate the second time).
+                let mut new_rows = vec![false; rows.len()];
                 let mut tx = self
                     .pool
                     .begin_with(<Self as $crate::store::Dialect>::BEGIN_WRITE)
                     .await?;
-                for chunk in rows.chunks(Self::ROWS_PER_STATEMENT) {
+                for (n, chunk) in rows.chunks(Self::ROWS_PER_STATEMENT).enumerate() {
+                    let offset = n * Self::ROWS_PER_STATEMENT;
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO events (tenant_id, environment, event_id, event_name, \
                          external_customer_id, ts, properties, source, ingested_at) ",
@@ -194,34 +197,34 @@ macro_rules! event_store_impl {
                         " ON CONFLICT (tenant_id, environment, event_id) DO NOTHING \
                          RETURNING tenant_id, environment, event_id",
                     );
-                    let new: Vec<(String, String, String)> =
+                    let returned: Vec<(String, String, String)> =
                         qb.build_query_as().fetch_all(&mut *tx).await?;
-                    for key in new {
+                    let flags = &mut new_rows[offset..offset + chunk.len()];
+                    if returned.len() == chunk.len() {
+                        flags.fill(true);
+                        continue;
+                    }
+                    let mut inserted: HashMap<(String, String, String), usize> = HashMap::new();
+                    for key in returned {
                         *inserted.entry(key).or_default() += 1;
+                    }
+                    for (flag, (scope, e)) in flags.iter_mut().zip(chunk) {
+                        let key = (
+                            scope.tenant_id.to_string(),
+                            scope.environment.as_str().to_owned(),
+                            e.event_id.clone(),
+                        );
+                        if let Some(count) = inserted.get_mut(&key).filter(|c| **c > 0) {
+                            *count -= 1;
+                            *flag = true;
+                        }
                     }
                 }
                 tx.commit().await?;
+                let mut flags = new_rows.into_iter();
                 Ok(batches
                     .iter()
-                    .map(|(scope, events)| {
-                        events
-                            .iter()
-                            .map(|e| {
-                                let key = (
-                                    scope.tenant_id.to_string(),
-                                    scope.environment.as_str().to_owned(),
-                                    e.event_id.clone(),
-                                );
-                                match inserted.get_mut(&key) {
-                                    Some(n) if *n > 0 => {
-                                        *n -= 1;
-                                        true
-                                    }
-                                    _ => false,
-                                }
-                            })
-                            .collect()
-                    })
+                    .map(|(_, events)| flags.by_ref().take(events.len()).collect())
                     .collect())
             }
 
@@ -268,10 +271,12 @@ macro_rules! event_store_impl {
                         .push_bind(tollgate::time::to_micros(end));
                 }
                 if let Some(cursor) = after {
-                    qb.push(" AND (ts < ").push_bind(cursor.ts);
-                    qb.push(" OR (ts = ").push_bind(cursor.ts);
-                    qb.push(" AND seq < ").push_bind(cursor.seq);
-                    qb.push("))");
+                    // A row-value comparison, unlike the equivalent OR, lets both SQLite and
+                    // PostgreSQL seek the (ts DESC, seq DESC) index to the cursor instead of
+                    // scanning every newer row: a deep page costs what the first one does.
+                    qb.push(" AND (ts, seq) < (").push_bind(cursor.ts);
+                    qb.push(", ").push_bind(cursor.seq);
+                    qb.push(")");
                 }
                 qb.push(" ORDER BY ts DESC, seq DESC LIMIT ")
                     .push_bind(i64::from(limit));

@@ -10,6 +10,10 @@ use std::time::Duration;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 
+/// How long a PostgreSQL pool waits for a connection (at startup: for the server) before
+/// reporting it unreachable.
+const POSTGRES_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long a SQLite connection waits for another writer before giving up. Writes are short,
 /// so this is only reached when something is badly wrong.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -87,6 +91,32 @@ impl DatabaseUrl {
         url.as_str().parse()
     }
 }
+
+/// A pool of at most `max_connections` on a SQLite file (created with its folder if missing).
+pub async fn sqlite_pool(
+    path: &Path,
+    max_connections: u32,
+) -> Result<sqlx::SqlitePool, sqlx::Error> {
+    let options = DatabaseUrl::sqlite_options(path).map_err(sqlx::Error::Io)?;
+    sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(max_connections)
+        .connect_with(options)
+        .await
+}
+
+/// A pool of at most `max_connections` on a PostgreSQL server.
+pub async fn postgres_pool(
+    url: &url::Url,
+    max_connections: u32,
+) -> Result<sqlx::PgPool, sqlx::Error> {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(POSTGRES_ACQUIRE_TIMEOUT)
+        .connect_with(DatabaseUrl::postgres_options(url)?)
+        .await
+}
+
+impl DatabaseUrl {}
 
 impl fmt::Display for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

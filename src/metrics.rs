@@ -186,19 +186,32 @@ impl MetricsServer {
         Ok(Self { listener, addr })
     }
 
+    /// Binds `addr` if one is configured.
+    pub async fn bind_optional(
+        addr: Option<SocketAddr>,
+    ) -> Result<Option<Self>, (SocketAddr, std::io::Error)> {
+        match addr {
+            Some(addr) => Self::bind(addr).await.map(Some).map_err(|e| (addr, e)),
+            None => Ok(None),
+        }
+    }
+
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }
 
-    /// Serves `GET /metrics` until `shutdown`; `refresh` runs before each scrape to update
-    /// gauges that are read rather than counted (pool sizes).
+    /// Serves `GET /metrics` until the returned handle is stopped; `refresh` runs before each
+    /// scrape to update gauges that are read rather than counted (pool sizes).
     pub fn serve(
         self,
         metrics: Metrics,
         refresh: impl Fn(&Metrics) + Send + Sync + 'static,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> tokio::task::JoinHandle<()> {
+    ) -> MetricsHandle {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async {
+            let _ = stopped.await;
+        };
         let refresh = Arc::new(refresh);
         let app = axum::Router::new().route(
             "/metrics",
@@ -214,7 +227,7 @@ impl MetricsServer {
             }),
         );
         let addr = self.addr;
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             tracing::info!(%addr, "metrics listening");
             if let Err(e) = axum::serve(self.listener, app)
                 .with_graceful_shutdown(shutdown)
@@ -222,6 +235,22 @@ impl MetricsServer {
             {
                 tracing::error!(error = %e, "metrics server failed");
             }
-        })
+        });
+        MetricsHandle { stop, task }
+    }
+}
+
+/// A serving `/metrics` endpoint.
+#[derive(Debug)]
+pub struct MetricsHandle {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl MetricsHandle {
+    /// Stops serving and waits until it has.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
     }
 }

@@ -128,14 +128,9 @@ impl Application {
             addr: settings.listen_addr,
             source,
         })?;
-        let metrics_server = match settings.metrics_addr {
-            Some(addr) => Some(
-                MetricsServer::bind(addr)
-                    .await
-                    .map_err(|source| StartupError::Bind { addr, source })?,
-            ),
-            None => None,
-        };
+        let metrics_server = MetricsServer::bind_optional(settings.metrics_addr)
+            .await
+            .map_err(|(addr, source)| StartupError::Bind { addr, source })?;
         let (ingestor, writer) = Ingestor::start(store.clone(), event_metrics);
         let events = Events::new(store.clone(), ingestor, settings.max_future_skew);
         Ok(Self {
@@ -190,19 +185,12 @@ impl Application {
             auth_cache_ttl = ?self.settings.auth_cache_ttl,
             "event-service listening"
         );
-        let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
         let metrics_task = self.metrics_server.map(|server| {
             let store = self.store.clone();
-            server.serve(
-                self.metrics.clone(),
-                move |m| {
-                    let (size, idle) = store.pool_stats();
-                    m.set_pool(size, idle);
-                },
-                async {
-                    let _ = metrics_stopped.await;
-                },
-            )
+            server.serve(self.metrics.clone(), move |m| {
+                let (size, idle) = store.pool_stats();
+                m.set_pool(size, idle);
+            })
         });
         // Outermost, the metrics layer sees every request, refusals included. The auth layer
         // wraps every route: it lets health and reflection through and checks EventService
@@ -224,9 +212,8 @@ impl Application {
         })
         .await;
         watcher.abort();
-        let _ = metrics_stop.send(());
-        if let Some(task) = metrics_task {
-            let _ = task.await;
+        if let Some(metrics) = metrics_task {
+            metrics.stop().await;
         }
         // The router (and with it every ingest handle) is gone; the writer ends once the queue
         // is empty.

@@ -92,14 +92,9 @@ impl Application {
             addr: settings.listen_addr,
             source,
         })?;
-        let metrics_server = match settings.metrics_addr {
-            Some(addr) => Some(
-                MetricsServer::bind(addr)
-                    .await
-                    .map_err(|source| StartupError::Bind { addr, source })?,
-            ),
-            None => None,
-        };
+        let metrics_server = MetricsServer::bind_optional(settings.metrics_addr)
+            .await
+            .map_err(|(addr, source)| StartupError::Bind { addr, source })?;
         let metrics = Metrics::new("identity-service")?;
         let identity = Identity::with_key_cache(store, settings.key_cache_ttl).with_metrics(
             crate::metrics::IdentityMetrics::register(&metrics.registry)?,
@@ -159,19 +154,12 @@ impl Application {
             mtls = self.settings.tls.tls_client_ca.is_some(),
             "identity-service listening"
         );
-        let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
         let metrics_task = self.metrics_server.map(|server| {
             let store = store_for_metrics;
-            server.serve(
-                self.metrics.clone(),
-                move |m| {
-                    let (size, idle) = store.pool_stats();
-                    m.set_pool(size, idle);
-                },
-                async {
-                    let _ = metrics_stopped.await;
-                },
-            )
+            server.serve(self.metrics.clone(), move |m| {
+                let (size, idle) = store.pool_stats();
+                m.set_pool(size, idle);
+            })
         });
         let mut server = tonic::transport::Server::builder();
         if let Some(tls) = tls {
@@ -192,9 +180,8 @@ impl Application {
         })
         .await;
         watcher.abort();
-        let _ = metrics_stop.send(());
-        if let Some(task) = metrics_task {
-            let _ = task.await;
+        if let Some(metrics) = metrics_task {
+            metrics.stop().await;
         }
         tracing::info!("identity-service stopped");
         Ok(result?)

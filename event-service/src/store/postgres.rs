@@ -1,17 +1,11 @@
 //! The PostgreSQL backend, for deployments with replicas sharing one database.
 
-use std::time::Duration;
-
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
-use tollgate::database::DatabaseUrl;
 
 use super::{Dialect, StoreError};
 
 /// Enough for a busy replica's reads plus the writer, small enough for several replicas.
 const MAX_CONNECTIONS: u32 = 16;
-/// How long startup waits for the server before reporting it unreachable.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// event-service's store in PostgreSQL.
 #[derive(Debug, Clone)]
@@ -22,12 +16,7 @@ pub struct PostgresStore {
 impl PostgresStore {
     /// Connects and applies pending migrations.
     pub async fn connect(url: &url::Url) -> Result<Self, StoreError> {
-        let options = DatabaseUrl::postgres_options(url)?;
-        let pool = PgPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .acquire_timeout(CONNECT_TIMEOUT)
-            .connect_with(options)
-            .await?;
+        let pool = tollgate::database::postgres_pool(url, MAX_CONNECTIONS).await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         Ok(Self { pool })
     }

@@ -3,8 +3,6 @@
 use std::path::Path;
 
 use sqlx::SqlitePool;
-use sqlx::sqlite::SqlitePoolOptions;
-use tollgate::database::DatabaseUrl;
 
 use super::{Dialect, StoreError};
 
@@ -20,11 +18,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database file and applies pending migrations.
     pub async fn connect(path: &Path) -> Result<Self, StoreError> {
-        let options = DatabaseUrl::sqlite_options(path)?;
-        let pool = SqlitePoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .connect_with(options)
-            .await?;
+        let pool = tollgate::database::sqlite_pool(path, MAX_CONNECTIONS).await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         Ok(Self { pool })
     }

@@ -264,3 +264,48 @@ pub async fn health_command(name: &str, addr: std::net::SocketAddr) -> std::proc
         }
     }
 }
+
+/// An address that could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr}")]
+pub struct BindError {
+    /// The address.
+    pub addr: std::net::SocketAddr,
+    /// Why.
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// A service's listeners, bound before anything serves so that port 0 works and the real
+/// addresses are known (and reported) before the first client connects.
+#[derive(Debug)]
+pub struct Listeners {
+    /// The gRPC listener.
+    pub grpc: tokio::net::TcpListener,
+    /// Its bound address.
+    pub grpc_addr: std::net::SocketAddr,
+    /// The metrics endpoint, if configured.
+    pub metrics: Option<crate::metrics::MetricsServer>,
+}
+
+impl Listeners {
+    /// Binds the gRPC address and, if given, the metrics address.
+    pub async fn bind(
+        grpc: std::net::SocketAddr,
+        metrics: Option<std::net::SocketAddr>,
+    ) -> Result<Self, BindError> {
+        let bind_error = |source| BindError { addr: grpc, source };
+        let listener = tokio::net::TcpListener::bind(grpc)
+            .await
+            .map_err(bind_error)?;
+        let grpc_addr = listener.local_addr().map_err(bind_error)?;
+        let metrics = crate::metrics::MetricsServer::bind_optional(metrics)
+            .await
+            .map_err(|(addr, source)| BindError { addr, source })?;
+        Ok(Self {
+            grpc: listener,
+            grpc_addr,
+            metrics,
+        })
+    }
+}

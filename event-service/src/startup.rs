@@ -5,11 +5,10 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tollgate::metrics::{Metrics, MetricsServer};
 use tollgate::proto::events::v1::event_service_server::EventServiceServer;
-use tollgate::server::{Health, reflection_services, serve_with_drain};
+use tollgate::server::{Health, Listeners, reflection_services, serve_with_drain};
 use tonic::transport::server::TcpIncoming;
 
 use crate::authz::cache::AuthCache;
@@ -40,15 +39,9 @@ pub enum StartupError {
         #[source]
         source: StoreError,
     },
-    /// The address could not be bound.
-    #[error("cannot listen on {addr}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+    /// An address could not be bound.
+    #[error(transparent)]
+    Bind(#[from] tollgate::server::BindError),
     /// The metrics could not be defined (a build problem).
     #[error("cannot set up metrics")]
     Metrics(#[from] prometheus::Error),
@@ -63,15 +56,13 @@ pub enum StartupError {
 /// A bound, not yet serving, event-service.
 #[derive(Debug)]
 pub struct Application {
-    listener: TcpListener,
-    local_addr: SocketAddr,
+    listeners: Listeners,
     store: Arc<dyn EventStore>,
     events: Events,
     writer: JoinHandle<()>,
     auth: Arc<AuthCache>,
     server_tls: Option<tonic::transport::ServerTlsConfig>,
     metrics: Metrics,
-    metrics_server: Option<MetricsServer>,
     settings: Settings,
 }
 
@@ -118,43 +109,32 @@ impl Application {
                 url: settings.database_url.to_string(),
                 source,
             })?;
-        let listener = TcpListener::bind(settings.listen_addr)
-            .await
-            .map_err(|source| StartupError::Bind {
-                addr: settings.listen_addr,
-                source,
-            })?;
-        let local_addr = listener.local_addr().map_err(|source| StartupError::Bind {
-            addr: settings.listen_addr,
-            source,
-        })?;
-        let metrics_server = MetricsServer::bind_optional(settings.metrics_addr)
-            .await
-            .map_err(|(addr, source)| StartupError::Bind { addr, source })?;
+        let listeners = Listeners::bind(settings.listen_addr, settings.metrics_addr).await?;
         let (ingestor, writer) = Ingestor::start(store.clone(), event_metrics);
         let events = Events::new(store.clone(), ingestor, settings.max_future_skew);
         Ok(Self {
-            listener,
-            local_addr,
+            listeners,
             store,
             events,
             writer,
             auth,
             server_tls,
             metrics,
-            metrics_server,
             settings,
         })
     }
 
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.listeners.grpc_addr
     }
 
     /// The bound metrics address, if metrics are served.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics_server.as_ref().map(MetricsServer::local_addr)
+        self.listeners
+            .metrics
+            .as_ref()
+            .map(MetricsServer::local_addr)
     }
 
     /// The authorization cache, to read how many calls reached identity-service.
@@ -179,13 +159,13 @@ impl Application {
         let (reflection_v1, reflection_v1alpha) =
             reflection_services(SERVICE_NAMES, &[tonic_health::pb::FILE_DESCRIPTOR_SET])?;
         tracing::info!(
-            addr = %self.local_addr,
+            addr = %self.listeners.grpc_addr,
             database = %self.settings.database_url,
             identity = %self.settings.identity_url,
             auth_cache_ttl = ?self.settings.auth_cache_ttl,
             "event-service listening"
         );
-        let metrics_task = self.metrics_server.map(|server| {
+        let metrics_task = self.listeners.metrics.map(|server| {
             let store = self.store.clone();
             server.serve(self.metrics.clone(), move |m| {
                 let (size, idle) = store.pool_stats();
@@ -206,7 +186,7 @@ impl Application {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(EventServiceServer::new(EventApi::new(self.events)));
-        let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
+        let incoming = TcpIncoming::from(self.listeners.grpc).with_nodelay(Some(true));
         let result = serve_with_drain(&health, shutdown, self.settings.shutdown_grace, |signal| {
             router.serve_with_incoming_shutdown(incoming, signal)
         })

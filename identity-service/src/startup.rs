@@ -4,14 +4,13 @@
 use std::future::Future;
 use std::net::SocketAddr;
 
-use tokio::net::TcpListener;
 use tollgate::metrics::{Metrics, MetricsServer};
 use tollgate::proto::identity::v1::{
     api_key_service_server::ApiKeyServiceServer,
     authorization_service_server::AuthorizationServiceServer,
     role_service_server::RoleServiceServer, user_service_server::UserServiceServer,
 };
-use tollgate::server::{Health, reflection_services, serve_with_drain};
+use tollgate::server::{Health, Listeners, reflection_services, serve_with_drain};
 use tonic::transport::server::TcpIncoming;
 
 use crate::Identity;
@@ -39,15 +38,9 @@ pub enum StartupError {
         #[source]
         source: StoreError,
     },
-    /// The address could not be bound.
-    #[error("cannot listen on {addr}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+    /// An address could not be bound.
+    #[error(transparent)]
+    Bind(#[from] tollgate::server::BindError),
     /// The TLS files cannot be used.
     #[error("invalid TLS configuration: {0}")]
     Tls(String),
@@ -65,11 +58,9 @@ pub enum StartupError {
 /// A bound, not yet serving, identity-service.
 #[derive(Debug)]
 pub struct Application {
-    listener: TcpListener,
-    local_addr: SocketAddr,
+    listeners: Listeners,
     identity: Identity,
     metrics: Metrics,
-    metrics_server: Option<MetricsServer>,
     settings: Settings,
 }
 
@@ -82,41 +73,30 @@ impl Application {
                 url: settings.database_url.to_string(),
                 source,
             })?;
-        let listener = TcpListener::bind(settings.listen_addr)
-            .await
-            .map_err(|source| StartupError::Bind {
-                addr: settings.listen_addr,
-                source,
-            })?;
-        let local_addr = listener.local_addr().map_err(|source| StartupError::Bind {
-            addr: settings.listen_addr,
-            source,
-        })?;
-        let metrics_server = MetricsServer::bind_optional(settings.metrics_addr)
-            .await
-            .map_err(|(addr, source)| StartupError::Bind { addr, source })?;
+        let listeners = Listeners::bind(settings.listen_addr, settings.metrics_addr).await?;
         let metrics = Metrics::new("identity-service")?;
         let identity = Identity::with_key_cache(store, settings.key_cache_ttl).with_metrics(
             crate::metrics::IdentityMetrics::register(&metrics.registry)?,
         );
         Ok(Self {
-            listener,
-            local_addr,
+            listeners,
             identity,
             metrics,
-            metrics_server,
             settings,
         })
     }
 
     /// The bound address (with the real port when the settings asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.listeners.grpc_addr
     }
 
     /// The bound metrics address, if metrics are served.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics_server.as_ref().map(MetricsServer::local_addr)
+        self.listeners
+            .metrics
+            .as_ref()
+            .map(MetricsServer::local_addr)
     }
 
     /// The domain, for callers embedding the service (bootstrap in `tollgate up`, tests).
@@ -147,14 +127,14 @@ impl Application {
             self.settings.tls.tls_client_ca.is_some(),
         );
         tracing::info!(
-            addr = %self.local_addr,
+            addr = %self.listeners.grpc_addr,
             database = %self.settings.database_url,
             internal_token = self.settings.internal_token.is_some(),
             tls = tls.is_some(),
             mtls = self.settings.tls.tls_client_ca.is_some(),
             "identity-service listening"
         );
-        let metrics_task = self.metrics_server.map(|server| {
+        let metrics_task = self.listeners.metrics.map(|server| {
             let store = store_for_metrics;
             server.serve(self.metrics.clone(), move |m| {
                 let (size, idle) = store.pool_stats();
@@ -174,7 +154,7 @@ impl Application {
             .add_service(ApiKeyServiceServer::new(api.clone()))
             .add_service(RoleServiceServer::new(api.clone()))
             .add_service(AuthorizationServiceServer::new(api));
-        let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
+        let incoming = TcpIncoming::from(self.listeners.grpc).with_nodelay(Some(true));
         let result = serve_with_drain(&health, shutdown, self.settings.shutdown_grace, |signal| {
             router.serve_with_incoming_shutdown(incoming, signal)
         })

@@ -394,3 +394,93 @@ store_suite!(
     listing_filters_and_pages,
     usage_matches_a_hand_count,
 );
+
+/// Rows written under the first schema (tenant and environment in every row) are moved to the
+/// scope-keyed schema by migration 0002, and stay readable and idempotent.
+async fn migration_keeps_events(url: tollgate::database::DatabaseUrl) {
+    async fn old_schema_rows<DB: sqlx::Database>(
+        pool: &sqlx::Pool<DB>,
+        migrator: &sqlx::migrate::Migrator,
+        scope: &Scope,
+        insert: &str,
+    ) where
+        for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+        DB::Connection: sqlx::migrate::Migrate,
+        for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+        for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    {
+        let mut first = sqlx::migrate::Migrator {
+            migrations: std::borrow::Cow::Owned(migrator.migrations[..1].to_vec()),
+            ..sqlx::migrate::Migrator::DEFAULT
+        };
+        first.set_ignore_missing(true);
+        first.run(pool).await.unwrap();
+        for (i, id) in ["old-1", "old-2"].into_iter().enumerate() {
+            sqlx::query(insert)
+                .bind(scope.tenant_id.as_str())
+                .bind(scope.environment.as_str())
+                .bind(id)
+                .bind(tollgate::time::to_micros(t0()) + i as i64)
+                .execute(pool)
+                .await
+                .unwrap();
+        }
+    }
+    let s = scope();
+    match &url {
+        tollgate::database::DatabaseUrl::Sqlite(path) => {
+            let pool = tollgate::database::sqlite_pool(path, 1).await.unwrap();
+            let insert = "INSERT INTO events (tenant_id, environment, event_id, event_name, external_customer_id, ts, properties, source, ingested_at) VALUES ($1, $2, $3, 'call', 'c1', $4, '{\"n\":1}', '', $4)";
+            old_schema_rows(&pool, &sqlx::migrate!("./migrations/sqlite"), &s, insert).await;
+            pool.close().await;
+        }
+        tollgate::database::DatabaseUrl::Postgres(u) => {
+            let pool = tollgate::database::postgres_pool(u, 1).await.unwrap();
+            let insert = "INSERT INTO events (tenant_id, environment, event_id, event_name, external_customer_id, ts, properties, source, ingested_at) VALUES ($1, $2, $3, 'call', 'c1', $4, '{\"n\":1}'::jsonb, '', $4)";
+            old_schema_rows(&pool, &sqlx::migrate!("./migrations/postgres"), &s, insert).await;
+            pool.close().await;
+        }
+    }
+    let store = event_service::store::connect(&url).await.unwrap();
+    let listed = store
+        .list_events(&s, &ListFilter::default(), None, 10)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = listed.iter().map(|e| e.event_id.as_str()).collect();
+    assert_eq!(ids, ["old-2", "old-1"]);
+    let props: serde_json::Value = serde_json::from_str(&listed[0].properties).unwrap();
+    assert_eq!(props, serde_json::json!({"n": 1}));
+    let again = [
+        event("old-1", "call", "c1", t0(), "{}"),
+        event("new-1", "call", "c1", t0(), "{}"),
+    ];
+    assert_eq!(
+        store.insert(&[(&s, &again)]).await.unwrap(),
+        vec![vec![false, true]]
+    );
+    let newest = store
+        .list_events(&s, &ListFilter::default(), None, 10)
+        .await
+        .unwrap();
+    assert!(
+        newest
+            .iter()
+            .any(|e| e.event_id == "new-1" && e.seq > listed[0].seq),
+        "new rows continue after moved ones"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_migration_keeps_events() {
+    let dir = tempfile::tempdir().unwrap();
+    migration_keeps_events(tollgate::testing::sqlite_in(dir.path())).await;
+}
+
+#[tokio::test]
+async fn postgres_migration_keeps_events() {
+    let Some(url) = tollgate::testing::fresh_postgres_database().await else {
+        return;
+    };
+    migration_keeps_events(url).await;
+}

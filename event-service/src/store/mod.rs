@@ -83,6 +83,29 @@ pub async fn connect(url: &DatabaseUrl) -> Result<Arc<dyn EventStore>, StoreErro
     })
 }
 
+/// The ids of the scopes seen so far. Scopes are few (tenants × 2) and never deleted, so they
+/// are kept for the life of the process; a scope not yet known is looked up (and, for a write,
+/// created) in the database.
+#[derive(Debug, Default)]
+pub(crate) struct ScopeIds(std::sync::Mutex<std::collections::HashMap<Scope, i64>>);
+
+impl ScopeIds {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<Scope, i64>> {
+        // The map holds no invariant a panic could break: a poisoned lock is still usable.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn get(&self, scope: &Scope) -> Option<i64> {
+        self.lock().get(scope).copied()
+    }
+
+    pub(crate) fn insert(&self, scope: &Scope, id: i64) {
+        self.lock().insert(scope.clone(), id);
+    }
+}
+
 /// An `events` row as both backends return it.
 #[derive(Debug, sqlx::FromRow)]
 struct EventRow {

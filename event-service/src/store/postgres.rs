@@ -11,6 +11,7 @@ const MAX_CONNECTIONS: u32 = 16;
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    scopes: std::sync::Arc<super::ScopeIds>,
 }
 
 impl PostgresStore {
@@ -18,7 +19,10 @@ impl PostgresStore {
     pub async fn connect(url: &url::Url) -> Result<Self, StoreError> {
         let pool = tollgate::database::postgres_pool(url, MAX_CONNECTIONS).await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            scopes: Default::default(),
+        })
     }
 }
 

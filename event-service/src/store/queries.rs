@@ -13,16 +13,40 @@ macro_rules! event_store_impl {
             fn push_select(qb: &mut sqlx::QueryBuilder<'_, $db>) {
                 qb.push("SELECT seq, event_id, event_name, external_customer_id, ts, ");
                 qb.push(<Self as $crate::store::Dialect>::PROPERTIES_TEXT);
-                qb.push(" AS properties, source, ingested_at FROM events WHERE tenant_id = ");
+                qb.push(" AS properties, source, ingested_at FROM events WHERE scope_id = ");
             }
 
-            fn push_scope<'a>(
-                qb: &mut sqlx::QueryBuilder<'a, $db>,
-                scope: &'a $crate::events::Scope,
-            ) {
-                qb.push_bind(scope.tenant_id.as_str());
-                qb.push(" AND environment = ");
-                qb.push_bind(scope.environment.as_str());
+            /// The scope's id, creating the scope first when `create`; `None` when it does not
+            /// exist (nothing was ever written there).
+            async fn scope_id(
+                &self,
+                scope: &$crate::events::Scope,
+                create: bool,
+            ) -> Result<Option<i64>, $crate::store::StoreError> {
+                if let Some(id) = self.scopes.get(scope) {
+                    return Ok(Some(id));
+                }
+                if create {
+                    sqlx::query(
+                        "INSERT INTO scopes (tenant_id, environment) VALUES ($1, $2) \
+                         ON CONFLICT (tenant_id, environment) DO NOTHING",
+                    )
+                    .bind(scope.tenant_id.as_str())
+                    .bind(scope.environment.as_str())
+                    .execute(&self.pool)
+                    .await?;
+                }
+                let id: Option<i64> = sqlx::query_scalar(
+                    "SELECT id FROM scopes WHERE tenant_id = $1 AND environment = $2",
+                )
+                .bind(scope.tenant_id.as_str())
+                .bind(scope.environment.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+                if let Some(id) = id {
+                    self.scopes.insert(scope, id);
+                }
+                Ok(id)
             }
 
             /// The aggregated expression over one event's value, and the expression counting
@@ -78,7 +102,7 @@ macro_rules! event_store_impl {
 
             async fn usage_rows(
                 &self,
-                scope: &$crate::events::Scope,
+                scope_id: i64,
                 query: &$crate::events::usage::UsageQuery,
                 grouped: bool,
             ) -> Result<Vec<$crate::events::usage::UsageRow>, $crate::store::StoreError> {
@@ -102,8 +126,8 @@ macro_rules! event_store_impl {
                 Self::push_value(&mut qb, &query.aggregation, false);
                 qb.push(" AS DOUBLE PRECISION) AS value, ");
                 Self::push_value(&mut qb, &query.aggregation, true);
-                qb.push(" AS n FROM events WHERE tenant_id = ");
-                Self::push_scope(&mut qb, scope);
+                qb.push(" AS n FROM events WHERE scope_id = ")
+                    .push_bind(scope_id);
                 qb.push(" AND event_name = ")
                     .push_bind(query.event_name.as_str());
                 qb.push(" AND ts >= ").push_bind(query.start);
@@ -162,9 +186,20 @@ macro_rules! event_store_impl {
             ) -> Result<Vec<Vec<bool>>, $crate::store::StoreError> {
                 use std::collections::HashMap;
                 let ingested_at = tollgate::time::to_micros(tollgate::time::now());
-                let rows: Vec<(&$crate::events::Scope, &$crate::events::NewEvent)> = batches
+                // Scopes are created outside the transaction: creating one is idempotent, and a
+                // cached id must never point at a row a rollback removed.
+                let mut scope_ids = Vec::with_capacity(batches.len());
+                for (scope, _) in batches {
+                    scope_ids.push(
+                        self.scope_id(scope, true)
+                            .await?
+                            .ok_or(sqlx::Error::RowNotFound)?,
+                    );
+                }
+                let rows: Vec<(i64, &$crate::events::NewEvent)> = batches
                     .iter()
-                    .flat_map(|(scope, events)| events.iter().map(move |e| (*scope, e)))
+                    .zip(&scope_ids)
+                    .flat_map(|((_, events), id)| events.iter().map(move |e| (*id, e)))
                     .collect();
                 // Which rows were new. A chunk that returns as many rows as it sent had no
                 // duplicate, which is the common case and needs no bookkeeping; otherwise the
@@ -178,12 +213,11 @@ macro_rules! event_store_impl {
                 for (n, chunk) in rows.chunks(Self::ROWS_PER_STATEMENT).enumerate() {
                     let offset = n * Self::ROWS_PER_STATEMENT;
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO events (tenant_id, environment, event_id, event_name, \
+                        "INSERT INTO events (scope_id, event_id, event_name, \
                          external_customer_id, ts, properties, source, ingested_at) ",
                     );
-                    qb.push_values(chunk, |mut row, (scope, e)| {
-                        row.push_bind(scope.tenant_id.as_str())
-                            .push_bind(scope.environment.as_str())
+                    qb.push_values(chunk, |mut row, (scope_id, e)| {
+                        row.push_bind(*scope_id)
                             .push_bind(e.event_id.as_str())
                             .push_bind(e.event_name.as_str())
                             .push_bind(e.external_customer_id.as_str())
@@ -194,26 +228,21 @@ macro_rules! event_store_impl {
                             .push_bind(ingested_at);
                     });
                     qb.push(
-                        " ON CONFLICT (tenant_id, environment, event_id) DO NOTHING \
-                         RETURNING tenant_id, environment, event_id",
+                        " ON CONFLICT (scope_id, event_id) DO NOTHING RETURNING scope_id, event_id",
                     );
-                    let returned: Vec<(String, String, String)> =
+                    let returned: Vec<(i64, String)> =
                         qb.build_query_as().fetch_all(&mut *tx).await?;
                     let flags = &mut new_rows[offset..offset + chunk.len()];
                     if returned.len() == chunk.len() {
                         flags.fill(true);
                         continue;
                     }
-                    let mut inserted: HashMap<(String, String, String), usize> = HashMap::new();
+                    let mut inserted: HashMap<(i64, String), usize> = HashMap::new();
                     for key in returned {
                         *inserted.entry(key).or_default() += 1;
                     }
-                    for (flag, (scope, e)) in flags.iter_mut().zip(chunk) {
-                        let key = (
-                            scope.tenant_id.to_string(),
-                            scope.environment.as_str().to_owned(),
-                            e.event_id.clone(),
-                        );
+                    for (flag, (scope_id, e)) in flags.iter_mut().zip(chunk) {
+                        let key = (*scope_id, e.event_id.clone());
                         if let Some(count) = inserted.get_mut(&key).filter(|c| **c > 0) {
                             *count -= 1;
                             *flag = true;
@@ -233,9 +262,12 @@ macro_rules! event_store_impl {
                 scope: &$crate::events::Scope,
                 event_id: &str,
             ) -> Result<Option<$crate::events::Event>, $crate::store::StoreError> {
+                let Some(scope_id) = self.scope_id(scope, false).await? else {
+                    return Ok(None);
+                };
                 let mut qb = sqlx::QueryBuilder::<$db>::new("");
                 Self::push_select(&mut qb);
-                Self::push_scope(&mut qb, scope);
+                qb.push_bind(scope_id);
                 qb.push(" AND event_id = ").push_bind(event_id);
                 let row: Option<$crate::store::EventRow> =
                     qb.build_query_as().fetch_optional(&self.pool).await?;
@@ -249,9 +281,12 @@ macro_rules! event_store_impl {
                 after: Option<$crate::events::query::Cursor>,
                 limit: u32,
             ) -> Result<Vec<$crate::events::Event>, $crate::store::StoreError> {
+                let Some(scope_id) = self.scope_id(scope, false).await? else {
+                    return Ok(Vec::new());
+                };
                 let mut qb = sqlx::QueryBuilder::<$db>::new("");
                 Self::push_select(&mut qb);
-                Self::push_scope(&mut qb, scope);
+                qb.push_bind(scope_id);
                 if let Some(name) = &filter.event_name {
                     qb.push(" AND event_name = ").push_bind(name.as_str());
                 }
@@ -290,12 +325,18 @@ macro_rules! event_store_impl {
                 scope: &$crate::events::Scope,
                 query: &$crate::events::usage::UsageQuery,
             ) -> Result<$crate::events::usage::UsageReport, $crate::store::StoreError> {
-                let rows = self.usage_rows(scope, query, true).await?;
+                let Some(scope_id) = self.scope_id(scope, false).await? else {
+                    return Ok($crate::events::usage::UsageReport {
+                        rows: Vec::new(),
+                        total: 0.0,
+                    });
+                };
+                let rows = self.usage_rows(scope_id, query, true).await?;
                 let total = if query.window.is_none() && !query.group_by_customer {
                     rows.first().map(|r| r.value).unwrap_or_default()
                 } else {
                     // Distinct counts, minima and maxima do not add up: ask for the total.
-                    self.usage_rows(scope, query, false)
+                    self.usage_rows(scope_id, query, false)
                         .await?
                         .first()
                         .map(|r| r.value)

@@ -13,6 +13,7 @@ const MAX_CONNECTIONS: u32 = 8;
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    scopes: std::sync::Arc<super::ScopeIds>,
 }
 
 impl SqliteStore {
@@ -20,7 +21,10 @@ impl SqliteStore {
     pub async fn connect(path: &Path) -> Result<Self, StoreError> {
         let pool = tollgate::database::sqlite_pool(path, MAX_CONNECTIONS).await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            scopes: Default::default(),
+        })
     }
 }
 

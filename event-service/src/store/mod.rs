@@ -68,10 +68,11 @@ pub trait Dialect {
     const PROPERTIES_TEXT: &'static str;
     /// The bind value that addresses a top-level property in [`Dialect::NUMERIC_PROPERTY`].
     fn property_path(name: &str) -> String;
-    /// SQL (around one `{}` placeholder, used twice) giving the property's value as a double
-    /// when it is a JSON number, NULL otherwise.
+    /// SQL pieces around two binds of [`Dialect::property_path`] giving the property's value as
+    /// a double when it is a JSON number, NULL otherwise.
     const NUMERIC_PROPERTY: [&'static str; 3];
-    /// SQL (around one placeholder) giving the property's value as text, NULL when missing.
+    /// SQL pieces around one bind of [`Dialect::property_path`] giving the property's value as
+    /// text, NULL when missing.
     const TEXT_PROPERTY: [&'static str; 2];
 }
 

@@ -3,7 +3,60 @@
 
 use prost_types::value::Kind;
 use prost_types::{ListValue, Struct, Value};
+use serde::ser::{Error as _, Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{Map, Number};
+
+/// A `Struct` as JSON text, written straight from the `Struct` (no intermediate JSON tree: this
+/// runs for every ingested event). Same output as serializing [`struct_to_map`]; fails on NaN or
+/// infinite numbers, which JSON cannot hold.
+pub fn struct_to_json(s: &Struct) -> Result<String, String> {
+    serde_json::to_string(&AsJson::Struct(s)).map_err(|e| e.to_string())
+}
+
+/// The error text for numbers JSON cannot hold.
+const NOT_FINITE: &str = "must not contain NaN or infinite numbers";
+
+/// A borrowed `Struct` or `Value` that serializes as the JSON [`value_to_json`] would build.
+enum AsJson<'a> {
+    Struct(&'a Struct),
+    Value(&'a Value),
+}
+
+impl Serialize for AsJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let kind = match self {
+            AsJson::Struct(s) => {
+                let mut map = serializer.serialize_map(Some(s.fields.len()))?;
+                for (k, v) in &s.fields {
+                    map.serialize_entry(k, &AsJson::Value(v))?;
+                }
+                return map.end();
+            }
+            AsJson::Value(v) => &v.kind,
+        };
+        match kind {
+            None | Some(Kind::NullValue(_)) => serializer.serialize_unit(),
+            Some(Kind::BoolValue(b)) => serializer.serialize_bool(*b),
+            Some(Kind::StringValue(s)) => serializer.serialize_str(s),
+            Some(Kind::NumberValue(n)) if !n.is_finite() => Err(S::Error::custom(NOT_FINITE)),
+            Some(Kind::NumberValue(n)) if is_integral(*n) => serializer.serialize_i64(*n as i64),
+            Some(Kind::NumberValue(n)) => serializer.serialize_f64(*n),
+            Some(Kind::StructValue(s)) => AsJson::Struct(s).serialize(serializer),
+            Some(Kind::ListValue(l)) => {
+                let mut seq = serializer.serialize_seq(Some(l.values.len()))?;
+                for v in &l.values {
+                    seq.serialize_element(&AsJson::Value(v))?;
+                }
+                seq.end()
+            }
+        }
+    }
+}
+
+/// Integral values are stored as integers so that `{"tokens": 3}` reads back as 3.
+fn is_integral(n: f64) -> bool {
+    n.fract() == 0.0 && n.abs() < 9.0e15
+}
 
 /// A `Struct` as a JSON object; fails on NaN or infinite numbers, which JSON cannot hold.
 pub fn struct_to_map(s: &Struct) -> Result<Map<String, serde_json::Value>, String> {
@@ -20,11 +73,10 @@ pub fn value_to_json(v: &Value) -> Result<serde_json::Value, String> {
         Some(Kind::BoolValue(b)) => serde_json::Value::Bool(*b),
         Some(Kind::StringValue(s)) => serde_json::Value::String(s.clone()),
         Some(Kind::NumberValue(n)) => {
-            // Integral values are stored as integers so that `{"tokens": 3}` reads back as 3.
-            let number = if n.fract() == 0.0 && n.abs() < 9.0e15 {
+            let number = if is_integral(*n) {
                 Number::from(*n as i64)
             } else {
-                Number::from_f64(*n).ok_or("must not contain NaN or infinite numbers")?
+                Number::from_f64(*n).ok_or(NOT_FINITE)?
             };
             serde_json::Value::Number(number)
         }
@@ -61,4 +113,39 @@ pub fn json_to_value(v: serde_json::Value) -> Value {
         serde_json::Value::Object(m) => Kind::StructValue(map_to_struct(m)),
     };
     Value { kind: Some(kind) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn direct_serialization_matches_the_json_tree() {
+        let json = serde_json::json!({
+            "tokens": 1200, "ratio": 0.25, "big": 1.0e20, "neg": -3, "model": "m\"1\"\n",
+            "ok": true, "none": null, "tags": ["a", 2, {"deep": [false]}], "nested": {"b": 1, "a": 2}
+        });
+        let wire = map_to_struct(json.as_object().unwrap().clone());
+        let tree = serde_json::Value::Object(struct_to_map(&wire).unwrap()).to_string();
+        assert_eq!(struct_to_json(&wire).unwrap(), tree);
+        assert!(tree.contains(r#""tokens":1200"#) && tree.contains(r#""ratio":0.25"#));
+        assert_eq!(struct_to_json(&Struct::default()).unwrap(), "{}");
+        for bad in [f64::NAN, f64::INFINITY] {
+            let nested = Struct {
+                fields: [(
+                    "list".to_owned(),
+                    Value {
+                        kind: Some(Kind::ListValue(ListValue {
+                            values: vec![Value {
+                                kind: Some(Kind::NumberValue(bad)),
+                            }],
+                        })),
+                    },
+                )]
+                .into(),
+            };
+            assert_eq!(struct_to_json(&nested).unwrap_err(), NOT_FINITE);
+            assert!(struct_to_map(&nested).is_err());
+        }
+    }
 }

@@ -124,18 +124,19 @@ impl NewEvent {
     ) -> Result<Self, EventError> {
         // Field paths are only built for an error: a batch of valid events formats nothing.
         let field = |name: &str| position.field(name);
+        let text = |name: &str, value: String, required: bool| match text_problem(&value, required)
+        {
+            None => Ok(value),
+            Some(problem) => Err(EventError::invalid(field(name), problem)),
+        };
         let event_id = if raw.event_id.is_empty() {
             generate_event_id()
         } else {
-            bounded_text(&field("event_id"), raw.event_id, false)?
+            text("event_id", raw.event_id, false)?
         };
-        let event_name = bounded_text(&field("event_name"), raw.event_name, true)?;
-        let external_customer_id = bounded_text(
-            &field("external_customer_id"),
-            raw.external_customer_id,
-            true,
-        )?;
-        let source = bounded_text(&field("source"), raw.source, false)?;
+        let event_name = text("event_name", raw.event_name, true)?;
+        let external_customer_id = text("external_customer_id", raw.external_customer_id, true)?;
+        let source = text("source", raw.source, false)?;
         let timestamp = match raw.timestamp {
             None => now,
             Some(None) => {
@@ -286,31 +287,29 @@ pub fn generate_event_id() -> String {
 /// Checks a text field: not blank when `required`, at most [`MAX_TEXT_CHARS`], no control
 /// characters. Returns it unchanged (ids and names are matched exactly, so nothing is trimmed).
 pub fn bounded_text(field: &str, value: String, required: bool) -> Result<String, EventError> {
-    if required && value.trim().is_empty() {
-        return Err(EventError::invalid(
-            field,
-            "is required and must not be blank",
-        ));
+    match text_problem(&value, required) {
+        None => Ok(value),
+        Some(problem) => Err(EventError::invalid(field, problem)),
     }
-    if !required && !value.is_empty() && value.trim().is_empty() {
-        return Err(EventError::invalid(
-            field,
-            "must not be blank (leave it unset instead)",
-        ));
+}
+
+/// What is wrong with a text field's value, if anything (see [`bounded_text`]).
+fn text_problem(value: &str, required: bool) -> Option<std::borrow::Cow<'static, str>> {
+    let blank = value.trim().is_empty();
+    if required && blank {
+        return Some("is required and must not be blank".into());
     }
-    if value.chars().count() > MAX_TEXT_CHARS {
-        return Err(EventError::invalid(
-            field,
-            format!("must be at most {MAX_TEXT_CHARS} characters"),
-        ));
+    if !required && !value.is_empty() && blank {
+        return Some("must not be blank (leave it unset instead)".into());
+    }
+    // A string has at most as many characters as bytes: only long ones need counting.
+    if value.len() > MAX_TEXT_CHARS && value.chars().count() > MAX_TEXT_CHARS {
+        return Some(format!("must be at most {MAX_TEXT_CHARS} characters").into());
     }
     if value.chars().any(char::is_control) {
-        return Err(EventError::invalid(
-            field,
-            "must not contain control characters",
-        ));
+        return Some("must not contain control characters".into());
     }
-    Ok(value)
+    None
 }
 
 #[cfg(test)]
@@ -345,6 +344,32 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "event.timestamp is more than 5m in the future"
+        );
+        // Lengths count characters, not bytes.
+        let longest = "é".repeat(MAX_TEXT_CHARS);
+        assert!(NewEvent::validate(raw(&longest, "c"), Position::Single, now, skew).is_ok());
+        let err = NewEvent::validate(
+            raw(&format!("{longest}e"), "c"),
+            Position::Batch(0),
+            now,
+            skew,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "events[0].event_name must be at most 255 characters"
+        );
+        let err = NewEvent::validate(raw("n", "c\u{7}"), Position::Single, now, skew).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "event.external_customer_id must not contain control characters"
+        );
+        let mut blank_source = raw("n", "c");
+        blank_source.source = "  ".into();
+        let err = NewEvent::validate(blank_source, Position::Single, now, skew).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "event.source must not be blank (leave it unset instead)"
         );
         let ok = NewEvent::validate(raw("api_call", "cus_1"), Position::Single, now, skew).unwrap();
         assert!(ok.event_id.starts_with("evt_"));

@@ -1,19 +1,17 @@
 //! Event properties: a `google.protobuf.Struct` on the wire, a JSON object in storage.
 
 use prost_types::Struct;
-use serde_json::Map;
-use tollgate::json::{map_to_struct, struct_to_map};
+use tollgate::json::{map_to_struct, struct_to_json};
 
 /// Largest serialized properties object, in bytes.
 pub const MAX_PROPERTIES_BYTES: usize = 64 * 1024;
 
 /// Serializes wire properties (absent means `{}`), or says why they cannot be stored.
 pub fn to_json(properties: Option<&Struct>) -> Result<String, String> {
-    let object = match properties {
-        None => Map::new(),
-        Some(s) => struct_to_map(s)?,
+    let text = match properties {
+        None => "{}".to_owned(),
+        Some(s) => struct_to_json(s)?,
     };
-    let text = serde_json::Value::Object(object).to_string();
     if text.len() > MAX_PROPERTIES_BYTES {
         return Err(format!(
             "is {} bytes as JSON; at most {MAX_PROPERTIES_BYTES} are allowed",

@@ -108,6 +108,23 @@ async fn large_batches_go_in_whole(store: Arc<dyn EventStore>) {
         .await
         .unwrap();
     assert_eq!(listed.len(), 2500);
+
+    // A retry of part of it, with new events around, spanning several statements: only the
+    // stored ids and the repeat are duplicates, and nothing is stored twice.
+    let mut retry: Vec<NewEvent> = events[1200..1300].to_vec();
+    retry.extend((2500..4000).map(|i| event(&format!("e{i}"), "call", "c", t0(), "{}")));
+    retry.push(events[5].clone());
+    retry.push(event("e3999", "call", "c", t0(), "{}"));
+    let results = store.insert(&[(&s, &retry)]).await.unwrap();
+    let duplicates: Vec<usize> = (0..retry.len()).filter(|i| !results[0][*i]).collect();
+    let mut expected: Vec<usize> = (0..100).collect();
+    expected.extend([1600, 1601]);
+    assert_eq!(duplicates, expected);
+    let listed = store
+        .list_events(&s, &ListFilter::default(), None, 5000)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 4000);
 }
 
 async fn listing_filters_and_pages(store: Arc<dyn EventStore>) {

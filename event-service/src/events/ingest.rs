@@ -4,10 +4,14 @@
 //! what has queued while the previous commit ran, writes it all in one transaction, and only then
 //! answers each caller. A commit costs one fsync whatever its size, so under concurrency many
 //! callers share one, and a caller is never told OK before its own events are durable.
+//!
+//! SQLite takes one writer at a time, so it gets one writer task. PostgreSQL gets several
+//! ([`EventStore::writers`]): each commit group is one server process's work, and a second group
+//! can be inserted while the first waits for its commit.
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::{IngestOutcome, NewEvent, Scope};
@@ -36,11 +40,23 @@ pub struct Ingestor {
 }
 
 impl Ingestor {
-    /// Starts the writer for `store`.
+    /// Starts the writers for `store`. The handle finishes when they all have.
     pub fn start(store: Arc<dyn EventStore>, metrics: EventMetrics) -> (Self, JoinHandle<()>) {
         let (queue, requests) = mpsc::channel(QUEUE_DEPTH);
-        let writer = tokio::spawn(run_writer(store, requests, metrics));
-        (Self { queue }, writer)
+        let requests = Arc::new(Mutex::new(requests));
+        let writers: Vec<_> = (0..store.writers().max(1))
+            .map(|_| tokio::spawn(run_writer(store.clone(), requests.clone(), metrics.clone())))
+            .collect();
+        let all = tokio::spawn(async move {
+            for writer in writers {
+                if let Err(e) = writer.await {
+                    if e.is_panic() {
+                        std::panic::resume_unwind(e.into_panic());
+                    }
+                }
+            }
+        });
+        (Self { queue }, all)
     }
 
     /// Stores validated events of one scope, all or nothing; answers once they are committed.
@@ -79,23 +95,33 @@ impl Ingestor {
 #[error(transparent)]
 struct SharedStoreError(Arc<StoreError>);
 
+/// Takes what has queued (waiting for at least one request) as one group; `None` once the queue
+/// is closed and empty. One writer at a time takes a group.
+async fn next_group(
+    requests: &Mutex<mpsc::Receiver<WriteRequest>>,
+) -> Option<(Vec<WriteRequest>, usize)> {
+    let mut requests = requests.lock().await;
+    let first = requests.recv().await?;
+    let mut size = first.events.len();
+    let mut group = vec![first];
+    while size < MAX_GROUP_EVENTS {
+        match requests.try_recv() {
+            Ok(next) => {
+                size += next.events.len();
+                group.push(next);
+            }
+            Err(_) => break,
+        }
+    }
+    Some((group, size))
+}
+
 async fn run_writer(
     store: Arc<dyn EventStore>,
-    mut requests: mpsc::Receiver<WriteRequest>,
+    requests: Arc<Mutex<mpsc::Receiver<WriteRequest>>>,
     metrics: EventMetrics,
 ) {
-    while let Some(first) = requests.recv().await {
-        let mut size = first.events.len();
-        let mut group = vec![first];
-        while size < MAX_GROUP_EVENTS {
-            match requests.try_recv() {
-                Ok(next) => {
-                    size += next.events.len();
-                    group.push(next);
-                }
-                Err(_) => break,
-            }
-        }
+    while let Some((group, size)) = next_group(&requests).await {
         metrics.commit_events.observe(size as f64);
         let started = std::time::Instant::now();
         let ok = commit(store.as_ref(), group).await;

@@ -33,6 +33,17 @@ pub enum StoreError {
 /// Events of one scope to insert together.
 pub type Batch<'a> = (&'a Scope, &'a [NewEvent]);
 
+/// One event to insert and the id of its scope.
+type Row<'a> = (i64, &'a NewEvent);
+
+/// The start of every backend's insert statement: the columns, in the order each backend's
+/// `insert_statement` supplies them.
+const INSERT_INTO: &str = "INSERT INTO events (scope_id, event_id, event_name, \
+     external_customer_id, ts, properties, source, ingested_at) ";
+
+/// The end of every backend's insert statement: a stored id makes the row a duplicate.
+const ON_CONFLICT: &str = " ON CONFLICT (scope_id, event_id) DO NOTHING";
+
 /// Everything event-service keeps. Every method is scoped to a tenant and environment.
 #[async_trait]
 pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
@@ -40,6 +51,8 @@ pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
     /// The connection pool's size and idle connections, for metrics.
     fn pool_stats(&self) -> (u32, usize);
+    /// How many commit groups may be written at once.
+    fn writers(&self) -> usize;
     /// Inserts every batch in one transaction, skipping events whose id is already stored in
     /// their scope (idempotency, checked in that same transaction). Returns, per batch and event,
     /// whether the event was new. Nothing is written if an error is returned.
@@ -62,8 +75,6 @@ pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
 pub trait Dialect {
     /// How a writing transaction begins (`BEGIN IMMEDIATE` takes SQLite's write lock up front).
     const BEGIN_WRITE: &'static str;
-    /// Appended to the properties placeholder on insert (PostgreSQL stores JSONB).
-    const PROPERTIES_CAST: &'static str;
     /// How the properties column is read back as JSON text.
     const PROPERTIES_TEXT: &'static str;
     /// The bind value that addresses a top-level property in [`Dialect::NUMERIC_PROPERTY`].

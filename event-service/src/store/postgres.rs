@@ -1,8 +1,8 @@
 //! The PostgreSQL backend, for deployments with replicas sharing one database.
 
-use sqlx::PgPool;
+use sqlx::{PgPool, Postgres, QueryBuilder};
 
-use super::{Dialect, StoreError};
+use super::{Dialect, INSERT_INTO, ON_CONFLICT, Row, StoreError};
 
 /// Enough for a busy replica's reads plus the writer, small enough for several replicas.
 const MAX_CONNECTIONS: u32 = 16;
@@ -15,6 +15,10 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
+    /// Commit groups written at once, each on its own connection (and server process). A small
+    /// share of the pool, which also serves reads.
+    const WRITERS: usize = 4;
+
     /// Connects and applies pending migrations.
     pub async fn connect(url: &url::Url) -> Result<Self, StoreError> {
         let pool = tollgate::database::postgres_pool(url, MAX_CONNECTIONS).await?;
@@ -26,9 +30,40 @@ impl PostgresStore {
     }
 }
 
+impl PostgresStore {
+    /// One `INSERT … SELECT FROM UNNEST` of a column array per field: 8 binds whatever the row
+    /// count, so the server plans one small statement instead of thousands of placeholders.
+    fn insert_statement<'a>(rows: &'a [Row<'a>], ingested_at: i64) -> QueryBuilder<'a, Postgres> {
+        let column = |f: fn(&Row<'a>) -> &'a str| rows.iter().map(f).collect::<Vec<&'a str>>();
+        let mut qb = QueryBuilder::new(INSERT_INTO);
+        qb.push("SELECT scope_id, event_id, event_name, external_customer_id, ts, properties::jsonb, source, ")
+            .push_bind(ingested_at)
+            .push(" FROM UNNEST(")
+            .push_bind(rows.iter().map(|r| r.0).collect::<Vec<i64>>())
+            .push(", ")
+            .push_bind(column(|r| r.1.event_id.as_str()))
+            .push(", ")
+            .push_bind(column(|r| r.1.event_name.as_str()))
+            .push(", ")
+            .push_bind(column(|r| r.1.external_customer_id.as_str()))
+            .push(", ")
+            .push_bind(
+                rows.iter()
+                    .map(|r| tollgate::time::to_micros(r.1.timestamp))
+                    .collect::<Vec<i64>>(),
+            )
+            .push(", ")
+            .push_bind(column(|r| r.1.properties.as_str()))
+            .push(", ")
+            .push_bind(column(|r| r.1.source.as_str()))
+            .push(") AS u (scope_id, event_id, event_name, external_customer_id, ts, properties, source)");
+        qb.push(ON_CONFLICT);
+        qb
+    }
+}
+
 impl Dialect for PostgresStore {
     const BEGIN_WRITE: &'static str = "BEGIN";
-    const PROPERTIES_CAST: &'static str = "::jsonb";
     const PROPERTIES_TEXT: &'static str = "properties::text";
     const NUMERIC_PROPERTY: [&'static str; 3] = [
         "CASE WHEN jsonb_typeof(properties -> ",

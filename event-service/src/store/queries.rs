@@ -7,7 +7,8 @@
 macro_rules! event_store_impl {
     ($store:ty, $db:ty) => {
         impl $store {
-            /// Rows per INSERT statement: 9 binds each stays far below both backends' limits.
+            /// Rows per INSERT statement: SQLite binds 8 values per row, which stays far below
+            /// its limit.
             const ROWS_PER_STATEMENT: usize = 1000;
 
             fn push_select(qb: &mut sqlx::QueryBuilder<'_, $db>) {
@@ -175,6 +176,10 @@ macro_rules! event_store_impl {
                 (self.pool.size(), self.pool.num_idle())
             }
 
+            fn writers(&self) -> usize {
+                Self::WRITERS
+            }
+
             async fn ping(&self) -> Result<(), $crate::store::StoreError> {
                 sqlx::query("SELECT 1").execute(&self.pool).await?;
                 Ok(())
@@ -196,59 +201,58 @@ macro_rules! event_store_impl {
                             .ok_or(sqlx::Error::RowNotFound)?,
                     );
                 }
-                let rows: Vec<(i64, &$crate::events::NewEvent)> = batches
+                let rows: Vec<$crate::store::Row<'_>> = batches
                     .iter()
                     .zip(&scope_ids)
                     .flat_map(|((_, events), id)| events.iter().map(move |e| (*id, e)))
                     .collect();
-                // Which rows were new. A chunk that returns as many rows as it sent had no
-                // duplicate, which is the common case and needs no bookkeeping; otherwise the
-                // returned keys are matched as a multiset (an id sent twice in one chunk is
-                // inserted once and is a duplicate the second time).
-                let mut new_rows = vec![false; rows.len()];
-                let mut tx = self
-                    .pool
-                    .begin_with(<Self as $crate::store::Dialect>::BEGIN_WRITE)
-                    .await?;
-                for (n, chunk) in rows.chunks(Self::ROWS_PER_STATEMENT).enumerate() {
-                    let offset = n * Self::ROWS_PER_STATEMENT;
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO events (scope_id, event_id, event_name, \
-                         external_customer_id, ts, properties, source, ingested_at) ",
-                    );
-                    qb.push_values(chunk, |mut row, (scope_id, e)| {
-                        row.push_bind(*scope_id)
-                            .push_bind(e.event_id.as_str())
-                            .push_bind(e.event_name.as_str())
-                            .push_bind(e.external_customer_id.as_str())
-                            .push_bind(tollgate::time::to_micros(e.timestamp))
-                            .push_bind(e.properties.as_str())
-                            .push_unseparated(<Self as $crate::store::Dialect>::PROPERTIES_CAST)
-                            .push_bind(e.source.as_str())
-                            .push_bind(ingested_at);
-                    });
-                    qb.push(
-                        " ON CONFLICT (scope_id, event_id) DO NOTHING RETURNING scope_id, event_id",
-                    );
-                    let returned: Vec<(i64, String)> =
-                        qb.build_query_as().fetch_all(&mut *tx).await?;
-                    let flags = &mut new_rows[offset..offset + chunk.len()];
-                    if returned.len() == chunk.len() {
-                        flags.fill(true);
-                        continue;
-                    }
-                    let mut inserted: HashMap<(i64, String), usize> = HashMap::new();
-                    for key in returned {
-                        *inserted.entry(key).or_default() += 1;
-                    }
-                    for (flag, (scope_id, e)) in flags.iter_mut().zip(chunk) {
-                        let key = (*scope_id, e.event_id.clone());
-                        if let Some(count) = inserted.get_mut(&key).filter(|c| **c > 0) {
-                            *count -= 1;
-                            *flag = true;
-                        }
+                let begin = <Self as $crate::store::Dialect>::BEGIN_WRITE;
+                let mut tx = self.pool.begin_with(begin).await?;
+                // The common case: every row is new, which the count of inserted rows shows
+                // without the database sending each row's key back.
+                let mut all_new = true;
+                for chunk in rows.chunks(Self::ROWS_PER_STATEMENT) {
+                    let done = Self::insert_statement(chunk, ingested_at)
+                        .build()
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    if done != chunk.len() as u64 {
+                        all_new = false;
+                        break;
                     }
                 }
+                let new_rows = if all_new {
+                    vec![true; rows.len()]
+                } else {
+                    // Some ids were stored before (a retried request) or repeat within the
+                    // request. Start over and have the database return the key of each row it
+                    // inserts; the returned keys are matched as a multiset (an id sent twice is
+                    // inserted once and is a duplicate the second time).
+                    tx.rollback().await?;
+                    tx = self.pool.begin_with(begin).await?;
+                    let mut new_rows = vec![false; rows.len()];
+                    for (n, chunk) in rows.chunks(Self::ROWS_PER_STATEMENT).enumerate() {
+                        let mut qb = Self::insert_statement(chunk, ingested_at);
+                        qb.push(" RETURNING scope_id, event_id");
+                        let returned: Vec<(i64, String)> =
+                            qb.build_query_as().fetch_all(&mut *tx).await?;
+                        let mut inserted: HashMap<(i64, String), usize> = HashMap::new();
+                        for key in returned {
+                            *inserted.entry(key).or_default() += 1;
+                        }
+                        let offset = n * Self::ROWS_PER_STATEMENT;
+                        let flags = &mut new_rows[offset..offset + chunk.len()];
+                        for (flag, (scope_id, e)) in flags.iter_mut().zip(chunk) {
+                            let key = (*scope_id, e.event_id.clone());
+                            if let Some(count) = inserted.get_mut(&key).filter(|c| **c > 0) {
+                                *count -= 1;
+                                *flag = true;
+                            }
+                        }
+                    }
+                    new_rows
+                };
                 tx.commit().await?;
                 let mut flags = new_rows.into_iter();
                 Ok(batches

@@ -1,8 +1,9 @@
 //! The SQL of [`EventStore`](super::EventStore), written once and expanded for each backend by
 //! `event_store_impl!` (sqlx's runtime queries are typed by backend; a macro keeps one readable
 //! copy instead of a generic impl under a tower of higher-ranked bounds). `QueryBuilder` writes
-//! each backend's placeholders; each backend supplies `Self::pool` and a
-//! [`Dialect`](super::Dialect).
+//! each backend's placeholders; each backend supplies `Self::pool`, `Self::WRITERS`, its own
+//! `Self::insert_statement` (the one statement whose best shape differs: multi-row `VALUES` on
+//! SQLite, `UNNEST` of column arrays on PostgreSQL) and a [`Dialect`](super::Dialect).
 
 macro_rules! event_store_impl {
     ($store:ty, $db:ty) => {

@@ -13,6 +13,18 @@ pub const AUTHORIZATION_HEADER: &str = "authorization";
 /// Where internal callers of `Authorize` put the shared internal credential.
 pub const INTERNAL_TOKEN_HEADER: &str = "x-tollgate-internal-token";
 
+/// A request carrying `key` in the `x-api-key` header, as clients send it. Fails only for
+/// characters a header cannot carry, which no well-formed key has; the error names no part of
+/// the key.
+pub fn with_api_key<T>(
+    key: &str,
+    message: T,
+) -> Result<tonic::Request<T>, tonic::metadata::errors::InvalidMetadataValue> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(API_KEY_HEADER, key.parse()?);
+    Ok(request)
+}
+
 /// Why a request carries no usable API key. Messages never repeat what was presented.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum CredentialError {

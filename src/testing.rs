@@ -43,3 +43,32 @@ pub async fn fresh_postgres_database() -> Option<DatabaseUrl> {
     url.set_path(&name);
     Some(DatabaseUrl::Postgres(url))
 }
+
+/// Expands each store-suite function (taking the store `$connect` returns) into a SQLite test
+/// and a PostgreSQL test, each on a fresh database: one suite, run on both backends.
+#[macro_export]
+macro_rules! store_suite {
+    ($connect:path; $($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let url = $crate::testing::sqlite_in(dir.path());
+                    super::$test($connect(&url).await.unwrap()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    let Some(url) = $crate::testing::fresh_postgres_database().await else {
+                        return;
+                    };
+                    super::$test($connect(&url).await.unwrap()).await;
+                }
+            )*
+        }
+    };
+}

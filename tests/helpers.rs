@@ -262,11 +262,7 @@ async fn connect(addr: SocketAddr) -> Channel {
 
 /// A request carrying `key` in x-api-key.
 pub fn with_key<T>(key: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert("x-api-key", key.parse().unwrap());
-    request
+    tollgate::metadata::with_api_key(key, message).unwrap()
 }
 
 /// An event for `customer` named `name`, with a numeric `tokens` property.

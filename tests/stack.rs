@@ -484,30 +484,15 @@ async fn usage_figures_match_a_hand_count() {
                 .into_inner()
         }
     };
-    assert_eq!(
-        usage(ev::Aggregation::Count, ev::WindowSize::Unspecified, false)
-            .await
-            .total,
-        5.0
-    );
-    assert_eq!(
-        usage(ev::Aggregation::Sum, ev::WindowSize::Unspecified, false)
-            .await
-            .total,
-        181.0
-    );
-    assert_eq!(
-        usage(ev::Aggregation::Max, ev::WindowSize::Unspecified, false)
-            .await
-            .total,
-        100.0
-    );
-    assert_eq!(
-        usage(ev::Aggregation::Min, ev::WindowSize::Unspecified, false)
-            .await
-            .total,
-        1.0
-    );
+    for (aggregation, total) in [
+        (ev::Aggregation::Count, 5.0),
+        (ev::Aggregation::Sum, 181.0),
+        (ev::Aggregation::Max, 100.0),
+        (ev::Aggregation::Min, 1.0),
+    ] {
+        let report = usage(aggregation, ev::WindowSize::Unspecified, false).await;
+        assert_eq!(report.total, total, "{aggregation:?}");
+    }
     let hourly = usage(ev::Aggregation::Sum, ev::WindowSize::Hour, false).await;
     let figures: Vec<(i64, f64, u64)> = hourly
         .buckets

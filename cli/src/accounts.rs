@@ -158,25 +158,17 @@ pub async fn accounts(command: AccountsCommand) -> CliResult {
         AccountsCommand::List { remote } => {
             let mut client =
                 pb::user_service_client::UserServiceClient::new(remote.identity().await?);
-            let mut users = Vec::new();
-            let mut page_token = String::new();
-            loop {
+            let users = Remote::all_pages(usize::MAX, async |page_token, _| {
                 let request = remote.request(pb::ListUsersRequest {
                     page_size: 1000,
                     page_token,
                     r#type: pb::UserType::ServiceAccount.into(),
                 })?;
-                let page = client
-                    .list_users(request)
-                    .await
-                    .map_err(status)?
-                    .into_inner();
-                users.extend(page.users);
-                if page.next_page_token.is_empty() {
-                    break;
-                }
-                page_token = page.next_page_token;
-            }
+                let page = client.list_users(request).await.map_err(status)?;
+                let page = page.into_inner();
+                Ok((page.users, page.next_page_token))
+            })
+            .await?;
             print_users(remote.json, &users);
         }
         AccountsCommand::Get { id, remote } => {
@@ -294,25 +286,17 @@ pub async fn keys(command: KeysCommand) -> CliResult {
         KeysCommand::List { user, remote } => {
             let mut client =
                 pb::api_key_service_client::ApiKeyServiceClient::new(remote.identity().await?);
-            let mut keys = Vec::new();
-            let mut page_token = String::new();
-            loop {
+            let keys = Remote::all_pages(usize::MAX, async |page_token, _| {
                 let request = remote.request(pb::ListApiKeysRequest {
                     page_size: 1000,
                     page_token,
                     user_id: user.clone().unwrap_or_default(),
                 })?;
-                let page = client
-                    .list_api_keys(request)
-                    .await
-                    .map_err(status)?
-                    .into_inner();
-                keys.extend(page.keys);
-                if page.next_page_token.is_empty() {
-                    break;
-                }
-                page_token = page.next_page_token;
-            }
+                let page = client.list_api_keys(request).await.map_err(status)?;
+                let page = page.into_inner();
+                Ok((page.keys, page.next_page_token))
+            })
+            .await?;
             let mut t = table(&[
                 "id",
                 "name",

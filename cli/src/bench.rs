@@ -154,14 +154,8 @@ where
 }
 
 fn with_key<T>(key: &str, message: T) -> Result<tonic::Request<T>, tonic::Status> {
-    let mut request = tonic::Request::new(message);
-    let value = key
-        .parse()
-        .map_err(|_| tonic::Status::internal("key is not a header value"))?;
-    request
-        .metadata_mut()
-        .insert(tollgate::metadata::API_KEY_HEADER, value);
-    Ok(request)
+    tollgate::metadata::with_api_key(key, message)
+        .map_err(|_| tonic::Status::internal("key is not a header value"))
 }
 
 struct Servers {

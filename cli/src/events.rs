@@ -180,11 +180,9 @@ pub async fn events(command: EventsCommand) -> CliResult {
         } => {
             let mut client =
                 pb::event_service_client::EventServiceClient::new(remote.events().await?);
-            let mut events = Vec::new();
-            let mut page_token = String::new();
-            while events.len() < limit {
+            let events = Remote::all_pages(limit, async |page_token, wanted| {
                 let request = remote.request(pb::ListEventsRequest {
-                    page_size: i32::try_from((limit - events.len()).min(1000)).unwrap_or(1000),
+                    page_size: i32::try_from(wanted.min(1000)).unwrap_or(1000),
                     page_token,
                     event_name: name.clone().unwrap_or_default(),
                     external_customer_id: customer.clone().unwrap_or_default(),
@@ -192,17 +190,11 @@ pub async fn events(command: EventsCommand) -> CliResult {
                     start_time: None,
                     end_time: None,
                 })?;
-                let page = client
-                    .list_events(request)
-                    .await
-                    .map_err(status)?
-                    .into_inner();
-                events.extend(page.events);
-                if page.next_page_token.is_empty() {
-                    break;
-                }
-                page_token = page.next_page_token;
-            }
+                let page = client.list_events(request).await.map_err(status)?;
+                let page = page.into_inner();
+                Ok((page.events, page.next_page_token))
+            })
+            .await?;
             let props = |e: &pb::Event| {
                 e.properties
                     .as_ref()

@@ -39,15 +39,30 @@ impl Remote {
 
     /// A request carrying the key.
     pub fn request<T>(&self, message: T) -> Result<tonic::Request<T>, Box<dyn std::error::Error>> {
-        let mut request = tonic::Request::new(message);
-        let value = self
-            .key()?
-            .parse()
-            .map_err(|_| "the API key has characters a header cannot carry")?;
-        request
-            .metadata_mut()
-            .insert(tollgate::metadata::API_KEY_HEADER, value);
-        Ok(request)
+        Ok(tollgate::metadata::with_api_key(self.key()?, message)
+            .map_err(|_| "the API key has characters a header cannot carry")?)
+    }
+
+    /// Every item of a paged List call, at most `limit`. `fetch` is given the page token and
+    /// how many items are still wanted, and returns a page and the next token (empty at the end).
+    pub async fn all_pages<T>(
+        limit: usize,
+        mut fetch: impl AsyncFnMut(
+            String,
+            usize,
+        ) -> Result<(Vec<T>, String), Box<dyn std::error::Error>>,
+    ) -> Result<Vec<T>, Box<dyn std::error::Error>> {
+        let mut items = Vec::new();
+        let mut page_token = String::new();
+        while items.len() < limit {
+            let (page, next) = fetch(page_token, limit - items.len()).await?;
+            items.extend(page);
+            if next.is_empty() {
+                break;
+            }
+            page_token = next;
+        }
+        Ok(items)
     }
 
     /// A channel to identity-service.

@@ -20,11 +20,7 @@ const ACKS_BEFORE_KILL: usize = 400;
 const MAX_SENDS_PER_CLIENT: usize = 5_000;
 
 fn with_key<T>(key: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert("x-api-key", key.parse().unwrap());
-    request
+    tollgate::metadata::with_api_key(key, message).unwrap()
 }
 
 fn start_events(database_url: &DatabaseUrl, identity: &str) -> ServiceProcess {

@@ -378,34 +378,8 @@ async fn usage_matches_a_hand_count(store: Arc<dyn EventStore>) {
     store.ping().await.unwrap();
 }
 
-/// Expands each suite function into a SQLite test and a PostgreSQL test.
-macro_rules! store_suite {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    let dir = tempfile::tempdir().unwrap();
-                    let url = tollgate::testing::sqlite_in(dir.path());
-                    super::$test(event_service::store::connect(&url).await.unwrap()).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    let Some(url) = tollgate::testing::fresh_postgres_database().await else {
-                        return;
-                    };
-                    super::$test(event_service::store::connect(&url).await.unwrap()).await;
-                }
-            )*
-        }
-    };
-}
-
-store_suite!(
+tollgate::store_suite!(
+    event_service::store::connect;
     idempotent_inserts,
     large_batches_go_in_whole,
     listing_filters_and_pages,

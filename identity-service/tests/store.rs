@@ -323,36 +323,8 @@ async fn constraints_are_classified(store: Arc<dyn IdentityStore>) {
     store.ping().await.unwrap();
 }
 
-/// Expands each suite function into a SQLite test and a PostgreSQL test.
-macro_rules! store_suite {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    let dir = tempfile::tempdir().unwrap();
-                    let url = tollgate::testing::sqlite_in(dir.path());
-                    let store = identity_service::store::connect(&url).await.unwrap();
-                    super::$test(store).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    let Some(url) = tollgate::testing::fresh_postgres_database().await else {
-                        return;
-                    };
-                    let store = identity_service::store::connect(&url).await.unwrap();
-                    super::$test(store).await;
-                }
-            )*
-        }
-    };
-}
-
-store_suite!(
+tollgate::store_suite!(
+    identity_service::store::connect;
     users_round_trip,
     keys_round_trip,
     delete_user_revokes_keys_and_keeps_one_person,

@@ -29,7 +29,24 @@ const MAX_GROUP_EVENTS: usize = 5000;
 struct WriteRequest {
     scope: Scope,
     events: Vec<NewEvent>,
-    reply: oneshot::Sender<Result<Vec<bool>, Arc<StoreError>>>,
+    reply: oneshot::Sender<Result<Vec<IngestOutcome>, Arc<StoreError>>>,
+}
+
+impl WriteRequest {
+    /// Answers with each event's outcome, given which events were new. The events are not needed
+    /// once committed, so their ids move into the answer.
+    fn answer(self, inserted: Vec<bool>) {
+        let outcomes = self
+            .events
+            .into_iter()
+            .zip(inserted)
+            .map(|(event, new)| IngestOutcome {
+                event_id: event.event_id,
+                duplicate: !new,
+            })
+            .collect();
+        let _ = self.reply.send(Ok(outcomes));
+    }
 }
 
 /// A handle to the writer. Cloning it is cheap; the writer stops when every handle is dropped
@@ -66,7 +83,6 @@ impl Ingestor {
         events: Vec<NewEvent>,
     ) -> Result<Vec<IngestOutcome>, EventError> {
         let (reply, answer) = oneshot::channel();
-        let ids: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();
         self.queue
             .send(WriteRequest {
                 scope,
@@ -75,18 +91,10 @@ impl Ingestor {
             })
             .await
             .map_err(|_| EventError::ShuttingDown)?;
-        let inserted = answer
+        answer
             .await
             .map_err(|_| EventError::ShuttingDown)?
-            .map_err(|e| EventError::Internal(Box::new(SharedStoreError(e))))?;
-        Ok(ids
-            .into_iter()
-            .zip(inserted)
-            .map(|(event_id, new)| IngestOutcome {
-                event_id,
-                duplicate: !new,
-            })
-            .collect())
+            .map_err(|e| EventError::Internal(Box::new(SharedStoreError(e))))
     }
 }
 
@@ -146,7 +154,7 @@ async fn commit(store: &dyn EventStore, group: Vec<WriteRequest>) -> bool {
         Ok(results) => {
             tracing::trace!(requests = group.len(), "group committed");
             for (request, inserted) in group.into_iter().zip(results) {
-                let _ = request.reply.send(Ok(inserted));
+                request.answer(inserted);
             }
             true
         }
@@ -155,12 +163,15 @@ async fn commit(store: &dyn EventStore, group: Vec<WriteRequest>) -> bool {
             // that the others still commit and only the culprit gets the error.
             tracing::warn!(error = %tollgate::telemetry::error_chain(&e), requests = group.len(), "group commit failed; retrying requests one by one");
             for request in group {
-                let result = store
+                match store
                     .insert(&[(&request.scope, request.events.as_slice())])
                     .await
-                    .map(|mut r| r.pop().unwrap_or_default())
-                    .map_err(Arc::new);
-                let _ = request.reply.send(result);
+                {
+                    Ok(mut results) => request.answer(results.pop().unwrap_or_default()),
+                    Err(e) => {
+                        let _ = request.reply.send(Err(Arc::new(e)));
+                    }
+                }
             }
             false
         }

@@ -168,11 +168,7 @@ impl TestApp {
 
 /// A request carrying `key` in x-api-key.
 pub fn with_key<T>(key: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert("x-api-key", key.parse().unwrap());
-    request
+    tollgate::metadata::with_api_key(key, message).unwrap()
 }
 
 /// SHA-256 of a key, as event-service sends it.

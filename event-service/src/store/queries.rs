@@ -1,7 +1,7 @@
 //! The SQL of [`EventStore`](super::EventStore), written once and expanded for each backend by
 //! `event_store_impl!` (sqlx's runtime queries are typed by backend; a macro keeps one readable
 //! copy instead of a generic impl under a tower of higher-ranked bounds). `QueryBuilder` writes
-//! each backend's placeholders; each backend supplies `Self::pool`, `Self::WRITERS`, its own
+//! each backend's placeholders; each backend supplies `Self::pool` (reads), `Self::writer` (writes), `Self::WRITERS`, its own
 //! `Self::insert_statement` (the one statement whose best shape differs: multi-row `VALUES` on
 //! SQLite, `UNNEST` of column arrays on PostgreSQL) and a [`Dialect`](super::Dialect).
 
@@ -35,7 +35,7 @@ macro_rules! event_store_impl {
                     )
                     .bind(scope.tenant_id.as_str())
                     .bind(scope.environment.as_str())
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?;
                 }
                 let id: Option<i64> = sqlx::query_scalar(
@@ -208,7 +208,7 @@ macro_rules! event_store_impl {
                     .flat_map(|((_, events), id)| events.iter().map(move |e| (*id, e)))
                     .collect();
                 let begin = <Self as $crate::store::Dialect>::BEGIN_WRITE;
-                let mut tx = self.pool.begin_with(begin).await?;
+                let mut tx = self.writer.begin_with(begin).await?;
                 // The common case: every row is new, which the count of inserted rows shows
                 // without the database sending each row's key back.
                 let mut all_new = true;
@@ -231,7 +231,7 @@ macro_rules! event_store_impl {
                     // inserts; the returned keys are matched as a multiset (an id sent twice is
                     // inserted once and is a duplicate the second time).
                     tx.rollback().await?;
-                    tx = self.pool.begin_with(begin).await?;
+                    tx = self.writer.begin_with(begin).await?;
                     let mut new_rows = vec![false; rows.len()];
                     for (n, chunk) in rows.chunks(Self::ROWS_PER_STATEMENT).enumerate() {
                         let mut qb = Self::insert_statement(chunk, ingested_at);

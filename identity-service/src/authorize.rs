@@ -144,13 +144,16 @@ impl Identity {
         if let Some(cached) = cached.as_ref().filter(|c| !c.key.is_expired(now)) {
             self.record_use(cached, now).await;
         }
-        let reason = match decision.outcome {
-            Ok(()) => "allowed",
-            Err(DenyReason::KeyNotFound) => "key_not_found",
-            Err(DenyReason::KeyExpired) => "key_expired",
-            Err(DenyReason::PermissionMissing) => "permission_missing",
+        let counted = &self.metrics.decisions;
+        let (reason, counter) = match decision.outcome {
+            Ok(()) => ("allowed", &counted.allowed),
+            Err(DenyReason::KeyNotFound) => ("key_not_found", &counted.key_not_found),
+            Err(DenyReason::KeyExpired) => ("key_expired", &counted.key_expired),
+            Err(DenyReason::PermissionMissing) => {
+                ("permission_missing", &counted.permission_missing)
+            }
         };
-        self.metrics.decisions.with_label_values(&[reason]).inc();
+        counter.inc();
         tracing::debug!(reason, "decided");
         Ok(decision)
     }

@@ -16,6 +16,7 @@ use moka::future::Cache;
 use tollgate::keys::KeyDigest;
 
 use crate::api_keys::ApiKey;
+use crate::metrics::CacheLookups;
 use crate::store::{IdentityStore, StoreError};
 
 /// Records held at most; about 400 bytes each.
@@ -70,13 +71,13 @@ impl KeyCache {
         &self,
         store: &dyn IdentityStore,
         digest: &KeyDigest,
-        lookups: &prometheus::IntCounterVec,
+        lookups: &CacheLookups,
     ) -> Result<Option<Arc<CachedKey>>, StoreError> {
         if let Some(hit) = self.cache.get(digest).await {
-            lookups.with_label_values(&["hit"]).inc();
+            lookups.hit.inc();
             return Ok(Some(hit));
         }
-        lookups.with_label_values(&["miss"]).inc();
+        lookups.miss.inc();
         let Some(key) = store.find_api_key_by_digest(digest).await? else {
             return Ok(None);
         };

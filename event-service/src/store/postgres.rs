@@ -11,9 +11,9 @@ const MAX_CONNECTIONS: u32 = 16;
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
-    /// The same pool: PostgreSQL connections share the server's buffer cache, so writes need
-    /// no connection of their own.
-    writer: PgPool,
+    /// None: PostgreSQL connections share the server's buffer cache, so writes take any
+    /// connection of the pool.
+    writer: Option<PgPool>,
     scopes: std::sync::Arc<super::ScopeIds>,
 }
 
@@ -27,8 +27,8 @@ impl PostgresStore {
         let pool = tollgate::database::postgres_pool(url, MAX_CONNECTIONS).await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         Ok(Self {
-            writer: pool.clone(),
             pool,
+            writer: None,
             scopes: Default::default(),
         })
     }

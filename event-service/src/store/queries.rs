@@ -1,9 +1,10 @@
 //! The SQL of [`EventStore`](super::EventStore), written once and expanded for each backend by
 //! `event_store_impl!` (sqlx's runtime queries are typed by backend; a macro keeps one readable
 //! copy instead of a generic impl under a tower of higher-ranked bounds). `QueryBuilder` writes
-//! each backend's placeholders; each backend supplies `Self::pool` (reads), `Self::writer` (writes), `Self::WRITERS`, its own
-//! `Self::insert_statement` (the one statement whose best shape differs: multi-row `VALUES` on
-//! SQLite, `UNNEST` of column arrays on PostgreSQL) and a [`Dialect`](super::Dialect).
+//! each backend's placeholders; each backend supplies `Self::pool`, `Self::writer` (a pool of its
+//! own for writes, if any), `Self::WRITERS`, its own `Self::insert_statement` (the one statement
+//! whose best shape differs: multi-row `VALUES` on SQLite, `UNNEST` of column arrays on
+//! PostgreSQL) and a [`Dialect`](super::Dialect).
 
 macro_rules! event_store_impl {
     ($store:ty, $db:ty) => {
@@ -11,6 +12,11 @@ macro_rules! event_store_impl {
             /// Rows per INSERT statement: SQLite binds 8 values per row, which stays far below
             /// its limit.
             const ROWS_PER_STATEMENT: usize = 1000;
+
+            /// Where writes go: the writer's own pool if the backend has one, else the pool.
+            fn write_pool(&self) -> &sqlx::Pool<$db> {
+                self.writer.as_ref().unwrap_or(&self.pool)
+            }
 
             fn push_select(qb: &mut sqlx::QueryBuilder<'_, $db>) {
                 qb.push("SELECT seq, event_id, event_name, external_customer_id, ts, ");
@@ -35,7 +41,7 @@ macro_rules! event_store_impl {
                     )
                     .bind(scope.tenant_id.as_str())
                     .bind(scope.environment.as_str())
-                    .execute(&self.writer)
+                    .execute(self.write_pool())
                     .await?;
                 }
                 let id: Option<i64> = sqlx::query_scalar(
@@ -174,7 +180,10 @@ macro_rules! event_store_impl {
         #[async_trait::async_trait]
         impl $crate::store::EventStore for $store {
             fn pool_stats(&self) -> (u32, usize) {
-                (self.pool.size(), self.pool.num_idle())
+                let pools = std::iter::once(&self.pool).chain(self.writer.as_ref());
+                pools.fold((0, 0), |(size, idle), pool| {
+                    (size + pool.size(), idle + pool.num_idle())
+                })
             }
 
             fn writers(&self) -> usize {
@@ -208,7 +217,7 @@ macro_rules! event_store_impl {
                     .flat_map(|((_, events), id)| events.iter().map(move |e| (*id, e)))
                     .collect();
                 let begin = <Self as $crate::store::Dialect>::BEGIN_WRITE;
-                let mut tx = self.writer.begin_with(begin).await?;
+                let mut tx = self.write_pool().begin_with(begin).await?;
                 // The common case: every row is new, which the count of inserted rows shows
                 // without the database sending each row's key back.
                 let mut all_new = true;
@@ -231,7 +240,7 @@ macro_rules! event_store_impl {
                     // inserts; the returned keys are matched as a multiset (an id sent twice is
                     // inserted once and is a duplicate the second time).
                     tx.rollback().await?;
-                    tx = self.writer.begin_with(begin).await?;
+                    tx = self.write_pool().begin_with(begin).await?;
                     let mut new_rows = vec![false; rows.len()];
                     for (n, chunk) in rows.chunks(Self::ROWS_PER_STATEMENT).enumerate() {
                         let mut qb = Self::insert_statement(chunk, ingested_at);

@@ -19,7 +19,7 @@ const WRITER_CACHE_KIB: u32 = 32 * 1024;
 pub struct SqliteStore {
     pool: SqlitePool,
     /// Every write goes through this one connection (see [`tollgate::database::sqlite_writer`]).
-    writer: SqlitePool,
+    writer: Option<SqlitePool>,
     scopes: std::sync::Arc<super::ScopeIds>,
 }
 
@@ -34,7 +34,7 @@ impl SqliteStore {
         let writer = tollgate::database::sqlite_writer(path, WRITER_CACHE_KIB).await?;
         Ok(Self {
             pool,
-            writer,
+            writer: Some(writer),
             scopes: Default::default(),
         })
     }

@@ -124,10 +124,8 @@ impl NewEvent {
     ) -> Result<Self, EventError> {
         // Field paths are only built for an error: a batch of valid events formats nothing.
         let field = |name: &str| position.field(name);
-        let text = |name: &str, value: String, required: bool| match text_problem(&value, required)
-        {
-            None => Ok(value),
-            Some(problem) => Err(EventError::invalid(field(name), problem)),
+        let text = |name: &str, value: String, required: bool| {
+            checked_text(value, required, || field(name))
         };
         let event_id = if raw.event_id.is_empty() {
             generate_event_id()
@@ -287,9 +285,18 @@ pub fn generate_event_id() -> String {
 /// Checks a text field: not blank when `required`, at most [`MAX_TEXT_CHARS`], no control
 /// characters. Returns it unchanged (ids and names are matched exactly, so nothing is trimmed).
 pub fn bounded_text(field: &str, value: String, required: bool) -> Result<String, EventError> {
+    checked_text(value, required, || field)
+}
+
+/// [`bounded_text`], naming the field only when there is an error to report.
+fn checked_text<F: Into<String>>(
+    value: String,
+    required: bool,
+    field: impl FnOnce() -> F,
+) -> Result<String, EventError> {
     match text_problem(&value, required) {
         None => Ok(value),
-        Some(problem) => Err(EventError::invalid(field, problem)),
+        Some(problem) => Err(EventError::invalid(field(), problem)),
     }
 }
 

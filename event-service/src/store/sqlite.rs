@@ -9,9 +9,9 @@ use super::{Dialect, INSERT_INTO, ON_CONFLICT, Row, StoreError};
 /// Readers run in parallel under WAL; writes have a connection of their own besides these.
 const MAX_CONNECTIONS: u32 = 8;
 /// The writer connection's page cache (the readers keep SQLite's default of 2 MiB each). It
-/// holds the upper levels of the four B-trees an insert changes and as many leaves as fit: with
-/// random event ids the idempotency index's leaves are where inserts miss. Resident memory grows
-/// by up to this much once the cache has filled.
+/// holds the upper levels and the recently written leaves of the four B-trees an insert changes:
+/// 32 MiB measured 91-107k batched events/s against 84-95k with 8 MiB. Resident memory grows by
+/// up to this much once the cache has filled.
 const WRITER_CACHE_KIB: u32 = 32 * 1024;
 
 /// event-service's store in a SQLite file.

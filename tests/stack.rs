@@ -661,6 +661,17 @@ async fn metrics_reflect_the_traffic() {
             &[]
         ) >= 1.0
     );
+    // The stack runs on SQLite: every commit was synced, and one sync may cover several.
+    let syncs = sample(&events, "tollgate_ingest_sync_duration_seconds_count", &[]);
+    assert!(
+        (1.0..=sample(
+            &events,
+            "tollgate_ingest_commits_total",
+            &[r#"result="ok""#]
+        ))
+            .contains(&syncs),
+        "{syncs} syncs"
+    );
     assert!(sample(&events, "tollgate_db_pool_connections", &[]) >= 1.0);
     assert!(events.contains(r#"service="event-service""#));
     assert!(!events.contains(&ingestor), "no key in metrics");

@@ -25,6 +25,9 @@ pub struct EventMetrics {
     pub commit_duration: Histogram,
     /// Commits by result (ok, error).
     pub commits: IntCounterVec,
+    /// Latency of the syncs that make SQLite commits durable (none on PostgreSQL, whose commits
+    /// are durable when they return).
+    pub sync_duration: Histogram,
 }
 
 impl EventMetrics {
@@ -69,6 +72,13 @@ impl EventMetrics {
                 Opts::new("ingest_commits_total", "ingest commits by result"),
                 &["result"],
             )?,
+            sync_duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    "ingest_sync_duration_seconds",
+                    "latency of the log syncs that make committed events durable (SQLite)",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            )?,
         };
         registry.register(Box::new(m.auth_cache.clone()))?;
         registry.register(Box::new(m.auth_cache_evictions.clone()))?;
@@ -77,6 +87,7 @@ impl EventMetrics {
         registry.register(Box::new(m.commit_events.clone()))?;
         registry.register(Box::new(m.commit_duration.clone()))?;
         registry.register(Box::new(m.commits.clone()))?;
+        registry.register(Box::new(m.sync_duration.clone()))?;
         Ok(m)
     }
 }

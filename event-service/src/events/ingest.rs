@@ -5,13 +5,17 @@
 //! answers each caller. A commit costs one fsync whatever its size, so under concurrency many
 //! callers share one, and a caller is never told OK before its own events are durable.
 //!
-//! SQLite takes one writer at a time, so it gets one writer task. PostgreSQL gets several
+//! SQLite takes one writer at a time, so it gets one writer task. Its commits return before they
+//! are durable ([`EventStore::syncs_separately`]): the writer hands each committed group to a
+//! syncer task and goes on to write the next group while the syncer fsyncs the log, and the
+//! syncer answers a group's callers once a sync begun after its commit has finished. One sync
+//! covers every group committed before it began. PostgreSQL gets several writers
 //! ([`EventStore::writers`]): each commit group is one server process's work, and a second group
 //! can be inserted while the first waits for its commit.
 
 use std::sync::Arc;
 
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::{IngestOutcome, NewEvent, Scope};
@@ -25,6 +29,11 @@ const QUEUE_DEPTH: usize = 4096;
 /// Events the writer takes into one transaction at most. A large group amortises the commit;
 /// past a few thousand rows the transaction is long enough that latency suffers.
 const MAX_GROUP_EVENTS: usize = 5000;
+/// Commit groups between being taken and being synced, when the store syncs separately: one
+/// being written while the one before it syncs. The writer takes no further group until that
+/// sync is done, so requests keep gathering meanwhile: letting it run further ahead halved the
+/// groups and doubled the commits (and with them each commit's fixed cost) for no more events.
+const GROUPS_IN_FLIGHT: usize = 2;
 
 struct WriteRequest {
     scope: Scope,
@@ -32,20 +41,28 @@ struct WriteRequest {
     reply: oneshot::Sender<Result<Vec<IngestOutcome>, Arc<StoreError>>>,
 }
 
-impl WriteRequest {
-    /// Answers with each event's outcome, given which events were new. The events are not needed
-    /// once committed, so their ids move into the answer.
-    fn answer(self, inserted: Vec<bool>) {
-        let outcomes = self
-            .events
-            .into_iter()
-            .zip(inserted)
-            .map(|(event, new)| IngestOutcome {
-                event_id: event.event_id,
-                duplicate: !new,
-            })
-            .collect();
-        let _ = self.reply.send(Ok(outcomes));
+/// What became of a request's commit: which of its events were new, or why it failed.
+type Outcome = Result<Vec<bool>, Arc<StoreError>>;
+
+/// A request and what became of its commit, to be told to its caller (once durable).
+type Settled = (WriteRequest, Outcome);
+
+/// Tells each caller what became of its request. The events are not needed once committed, so
+/// their ids move into the answer.
+fn answer(settled: Vec<Settled>) {
+    for (request, outcome) in settled {
+        let outcome = outcome.map(|inserted| {
+            request
+                .events
+                .into_iter()
+                .zip(inserted)
+                .map(|(event, new)| IngestOutcome {
+                    event_id: event.event_id,
+                    duplicate: !new,
+                })
+                .collect()
+        });
+        let _ = request.reply.send(outcome);
     }
 }
 
@@ -61,11 +78,30 @@ impl Ingestor {
     pub fn start(store: Arc<dyn EventStore>, metrics: EventMetrics) -> (Self, JoinHandle<()>) {
         let (queue, requests) = mpsc::channel(QUEUE_DEPTH);
         let requests = Arc::new(Mutex::new(requests));
-        let writers: Vec<_> = (0..store.writers().max(1))
-            .map(|_| tokio::spawn(run_writer(store.clone(), requests.clone(), metrics.clone())))
+        let (synced, syncer) = if store.syncs_separately() {
+            let (committed, to_sync) = mpsc::unbounded_channel();
+            let syncer = tokio::spawn(run_syncer(store.clone(), to_sync, metrics.clone()));
+            let slots = Arc::new(Semaphore::new(GROUPS_IN_FLIGHT));
+            (Some(SyncQueue { committed, slots }), Some(syncer))
+        } else {
+            (None, None)
+        };
+        let mut tasks: Vec<_> = (0..store.writers().max(1))
+            .map(|_| {
+                let writer = run_writer(
+                    store.clone(),
+                    requests.clone(),
+                    synced.clone(),
+                    metrics.clone(),
+                );
+                tokio::spawn(writer)
+            })
             .collect();
+        // The syncer stops once the writers (holding the only senders) have, after answering
+        // what they committed.
+        tasks.extend(syncer);
         let all = tokio::spawn(async move {
-            for writer in writers {
+            for writer in tasks {
                 if let Err(e) = writer.await {
                     if e.is_panic() {
                         std::panic::resume_unwind(e.into_panic());
@@ -124,15 +160,45 @@ async fn next_group(
     Some((group, size))
 }
 
+/// Committed groups on their way to the syncer.
+#[derive(Clone)]
+struct SyncQueue {
+    /// Unbounded: `slots` bounds it.
+    committed: mpsc::UnboundedSender<Committed>,
+    /// One per group taken and not yet synced ([`GROUPS_IN_FLIGHT`]).
+    slots: Arc<Semaphore>,
+}
+
+/// A committed group waiting for its sync, holding its slot until its callers are answered.
+struct Committed {
+    settled: Vec<Settled>,
+    _slot: OwnedSemaphorePermit,
+}
+
+/// Commits groups; answers their callers, or (when `synced`) hands them to the syncer.
 async fn run_writer(
     store: Arc<dyn EventStore>,
     requests: Arc<Mutex<mpsc::Receiver<WriteRequest>>>,
+    synced: Option<SyncQueue>,
     metrics: EventMetrics,
 ) {
-    while let Some((group, size)) = next_group(&requests).await {
+    loop {
+        // Where this group goes once committed: with a slot of its own to the syncer, or (None)
+        // straight back to its callers.
+        let syncing = match &synced {
+            // The semaphore is never closed.
+            Some(queue) => match queue.slots.clone().acquire_owned().await {
+                Ok(slot) => Some((queue, slot)),
+                Err(_) => break,
+            },
+            None => None,
+        };
+        let Some((group, size)) = next_group(&requests).await else {
+            break;
+        };
         metrics.commit_events.observe(size as f64);
         let started = std::time::Instant::now();
-        let ok = commit(store.as_ref(), group).await;
+        let (settled, ok) = commit(store.as_ref(), group).await;
         metrics
             .commit_duration
             .observe(started.elapsed().as_secs_f64());
@@ -140,12 +206,61 @@ async fn run_writer(
             .commits
             .with_label_values(&[if ok { "ok" } else { "error" }])
             .inc();
+        match syncing {
+            // Should the syncer be gone, the requests drop unanswered and their callers hear
+            // that the service is shutting down: never an OK without a sync.
+            Some((queue, slot)) => {
+                let _ = queue.committed.send(Committed {
+                    settled,
+                    _slot: slot,
+                });
+            }
+            None => answer(settled),
+        }
     }
     tracing::debug!("ingest writer stopped");
 }
 
-/// Commits a group and answers its callers; whether the group committed in one go.
-async fn commit(store: &dyn EventStore, group: Vec<WriteRequest>) -> bool {
+/// Syncs committed groups to disk and then answers their callers. Each sync takes every group
+/// committed so far.
+async fn run_syncer(
+    store: Arc<dyn EventStore>,
+    mut to_sync: mpsc::UnboundedReceiver<Committed>,
+    metrics: EventMetrics,
+) {
+    while let Some(first) = to_sync.recv().await {
+        let mut groups = vec![first];
+        while let Ok(more) = to_sync.try_recv() {
+            groups.push(more);
+        }
+        let started = std::time::Instant::now();
+        let synced = store.sync().await;
+        metrics
+            .sync_duration
+            .observe(started.elapsed().as_secs_f64());
+        if let Err(e) = synced {
+            // The commits may or may not survive a crash: tell their callers they failed, and a
+            // retry (idempotent by event id) settles it either way.
+            tracing::error!(error = %tollgate::telemetry::error_chain(&e), "cannot sync committed events");
+            let e = Arc::new(e);
+            let outcomes = groups.iter_mut().flat_map(|g| &mut g.settled);
+            for (_, outcome) in outcomes {
+                if outcome.is_ok() {
+                    *outcome = Err(e.clone());
+                }
+            }
+        }
+        // Each group's slot is freed once its callers have their answers.
+        for group in groups {
+            answer(group.settled);
+        }
+    }
+    tracing::debug!("ingest syncer stopped");
+}
+
+/// Commits a group; each request with what became of it, and whether the group committed in one
+/// go.
+async fn commit(store: &dyn EventStore, group: Vec<WriteRequest>) -> (Vec<Settled>, bool) {
     let batches: Vec<_> = group
         .iter()
         .map(|r| (&r.scope, r.events.as_slice()))
@@ -153,34 +268,194 @@ async fn commit(store: &dyn EventStore, group: Vec<WriteRequest>) -> bool {
     match store.insert(&batches).await {
         Ok(results) => {
             tracing::trace!(requests = group.len(), "group committed");
-            for (request, inserted) in group.into_iter().zip(results) {
-                request.answer(inserted);
-            }
-            true
+            let settled = group.into_iter().zip(results.into_iter().map(Ok));
+            (settled.collect(), true)
         }
         Err(e) if group.len() > 1 => {
             // One request's rows may have failed the whole group: retry each on its own so
             // that the others still commit and only the culprit gets the error.
             tracing::warn!(error = %tollgate::telemetry::error_chain(&e), requests = group.len(), "group commit failed; retrying requests one by one");
+            let mut settled = Vec::with_capacity(group.len());
             for request in group {
-                match store
+                let outcome = store
                     .insert(&[(&request.scope, request.events.as_slice())])
                     .await
-                {
-                    Ok(mut results) => request.answer(results.pop().unwrap_or_default()),
-                    Err(e) => {
-                        let _ = request.reply.send(Err(Arc::new(e)));
-                    }
-                }
+                    .map(|mut results| results.pop().unwrap_or_default())
+                    .map_err(Arc::new);
+                settled.push((request, outcome));
             }
-            false
+            (settled, false)
         }
         Err(e) => {
             let e = Arc::new(e);
-            for request in group {
-                let _ = request.reply.send(Err(e.clone()));
-            }
-            false
+            let settled = group.into_iter().map(|r| (r, Err(e.clone())));
+            (settled.collect(), false)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+    use async_trait::async_trait;
+    use tokio::sync::Notify;
+
+    use super::*;
+    use crate::events::query::{Cursor, ListFilter};
+    use crate::events::usage::{UsageQuery, UsageReport};
+    use crate::events::{Event, NewEvent};
+    use crate::store::{Batch, EventStore};
+
+    /// A real SQLite store whose syncs wait for the test to let them finish, and then succeed or
+    /// fail as the test says.
+    #[derive(Debug)]
+    struct GatedSync {
+        inner: Arc<dyn EventStore>,
+        entered: Notify,
+        release: Notify,
+        fail: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait]
+    impl EventStore for GatedSync {
+        async fn ping(&self) -> Result<(), StoreError> {
+            self.inner.ping().await
+        }
+        fn pool_stats(&self) -> (u32, usize) {
+            self.inner.pool_stats()
+        }
+        fn writers(&self) -> usize {
+            self.inner.writers()
+        }
+        async fn insert(&self, batches: &[Batch<'_>]) -> Result<Vec<Vec<bool>>, StoreError> {
+            self.inner.insert(batches).await
+        }
+        fn syncs_separately(&self) -> bool {
+            true
+        }
+        async fn sync(&self) -> Result<(), StoreError> {
+            self.entered.notify_one();
+            self.release.notified().await;
+            if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(std::io::Error::other("disk gone").into());
+            }
+            self.inner.sync().await
+        }
+        async fn get_event(
+            &self,
+            scope: &Scope,
+            event_id: &str,
+        ) -> Result<Option<Event>, StoreError> {
+            self.inner.get_event(scope, event_id).await
+        }
+        async fn list_events(
+            &self,
+            scope: &Scope,
+            filter: &ListFilter,
+            after: Option<Cursor>,
+            limit: u32,
+        ) -> Result<Vec<Event>, StoreError> {
+            self.inner.list_events(scope, filter, after, limit).await
+        }
+        async fn usage(
+            &self,
+            scope: &Scope,
+            query: &UsageQuery,
+        ) -> Result<UsageReport, StoreError> {
+            self.inner.usage(scope, query).await
+        }
+    }
+
+    async fn gated(dir: &std::path::Path, fail: bool) -> Arc<GatedSync> {
+        let url = tollgate::testing::sqlite_in(dir);
+        let inner = crate::store::connect(&url).await.unwrap();
+        assert!(inner.syncs_separately(), "SQLite commits are synced apart");
+        Arc::new(GatedSync {
+            inner,
+            entered: Notify::new(),
+            release: Notify::new(),
+            fail: fail.into(),
+        })
+    }
+
+    fn scope() -> Scope {
+        Scope {
+            tenant_id: tollgate::ids::TenantId::generate(),
+            environment: tollgate::keys::Environment::Production,
+        }
+    }
+
+    fn event(id: &str) -> NewEvent {
+        NewEvent {
+            event_id: id.into(),
+            event_name: "call".into(),
+            external_customer_id: "c1".into(),
+            timestamp: tollgate::time::now(),
+            properties: "{}".into(),
+            source: String::new(),
+        }
+    }
+
+    impl GatedSync {
+        /// Waits for the next sync to begin, then lets it finish.
+        async fn let_a_sync_finish(&self) {
+            self.entered.notified().await;
+            self.release.notify_one();
+        }
+    }
+
+    /// Ingests one event in a task of its own, whose result is the caller's answer.
+    fn send(
+        ingestor: &Ingestor,
+        scope: &Scope,
+        id: &str,
+    ) -> tokio::task::JoinHandle<Result<Vec<IngestOutcome>, EventError>> {
+        let (ingestor, scope, events) = (ingestor.clone(), scope.clone(), vec![event(id)]);
+        tokio::spawn(async move { ingestor.ingest(scope, events).await })
+    }
+
+    fn metrics() -> EventMetrics {
+        EventMetrics::register(&prometheus::Registry::new()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_caller_hears_ok_only_once_its_commit_is_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = gated(dir.path(), false).await;
+        let (ingestor, _writers) = Ingestor::start(store.clone(), metrics());
+        let s = scope();
+        let caller = send(&ingestor, &s, "a");
+        // The sync has begun, so the commit is done: the event is stored but not yet durable,
+        // and its caller must still be waiting.
+        store.entered.notified().await;
+        assert!(store.get_event(&s, "a").await.unwrap().is_some());
+        tokio::task::yield_now().await;
+        assert!(!caller.is_finished(), "answered before the sync finished");
+        store.release.notify_one();
+        let outcome = caller.await.unwrap().unwrap();
+        assert_eq!(outcome.len(), 1);
+        assert_eq!(outcome[0].event_id, "a");
+        assert!(!outcome[0].duplicate);
+    }
+
+    #[tokio::test]
+    async fn a_failed_sync_fails_its_callers_and_a_retry_finds_the_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = gated(dir.path(), true).await;
+        let (ingestor, _writers) = Ingestor::start(store.clone(), metrics());
+        let s = scope();
+        let caller = send(&ingestor, &s, "a");
+        store.let_a_sync_finish().await;
+        let err = caller.await.unwrap().unwrap_err();
+        assert!(matches!(err, EventError::Internal(_)), "{err:?}");
+        // The commit itself went through: the retry a client makes, once the disk syncs again,
+        // is told the event is a duplicate.
+        store.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+        let retry = send(&ingestor, &s, "a");
+        store.let_a_sync_finish().await;
+        let outcome = retry.await.unwrap().unwrap();
+        assert!(outcome[0].duplicate);
+        assert!(store.get_event(&s, "a").await.unwrap().is_some());
     }
 }

@@ -57,6 +57,16 @@ pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
     /// their scope (idempotency, checked in that same transaction). Returns, per batch and event,
     /// whether the event was new. Nothing is written if an error is returned.
     async fn insert(&self, batches: &[Batch<'_>]) -> Result<Vec<Vec<bool>>, StoreError>;
+    /// Whether [`EventStore::insert`] returns before its commit is durable. Such a store's
+    /// inserts are not stored until a later [`EventStore::sync`] has returned; nobody may be told
+    /// otherwise before.
+    fn syncs_separately(&self) -> bool {
+        false
+    }
+    /// Makes every insert committed so far durable.
+    async fn sync(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// One event by id.
     async fn get_event(&self, scope: &Scope, event_id: &str) -> Result<Option<Event>, StoreError>;
     /// Up to `limit` events matching `filter`, newest first, after `after`.

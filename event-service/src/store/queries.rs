@@ -4,10 +4,11 @@
 //! each backend's placeholders; each backend supplies `Self::pool`, `Self::writer` (a pool of its
 //! own for writes, if any), `Self::WRITERS`, its own `Self::insert_statement` (the one statement
 //! whose best shape differs: multi-row `VALUES` on SQLite, `UNNEST` of column arrays on
-//! PostgreSQL) and a [`Dialect`](super::Dialect).
+//! PostgreSQL) and a [`Dialect`](super::Dialect). Trait methods only one backend overrides follow
+//! the backend's types in braces.
 
 macro_rules! event_store_impl {
-    ($store:ty, $db:ty) => {
+    ($store:ty, $db:ty $(, { $($own:item)* })?) => {
         impl $store {
             /// Rows per INSERT statement: SQLite binds 8 values per row, which stays far below
             /// its limit.
@@ -189,6 +190,8 @@ macro_rules! event_store_impl {
             fn writers(&self) -> usize {
                 Self::WRITERS
             }
+
+            $($($own)*)?
 
             async fn ping(&self) -> Result<(), $crate::store::StoreError> {
                 sqlx::query("SELECT 1").execute(&self.pool).await?;

@@ -1,6 +1,7 @@
 //! The embedded SQLite backend: one file, WAL, created on first start.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
@@ -19,7 +20,11 @@ const WRITER_CACHE_KIB: u32 = 32 * 1024;
 pub struct SqliteStore {
     pool: SqlitePool,
     /// Every write goes through this one connection (see [`tollgate::database::sqlite_writer`]).
+    /// Its commits are durable once `wal` has been synced.
     writer: Option<SqlitePool>,
+    /// The write-ahead log, synced after commits (off the writer, so that the next commit group
+    /// is written meanwhile).
+    wal: Arc<Path>,
     scopes: std::sync::Arc<super::ScopeIds>,
 }
 
@@ -35,6 +40,7 @@ impl SqliteStore {
         Ok(Self {
             pool,
             writer: Some(writer),
+            wal: tollgate::database::sqlite_wal_path(path)?.into(),
             scopes: Default::default(),
         })
     }
@@ -76,4 +82,16 @@ impl Dialect for SqliteStore {
     }
 }
 
-event_store_impl!(SqliteStore, sqlx::Sqlite);
+event_store_impl!(SqliteStore, sqlx::Sqlite, {
+    fn syncs_separately(&self) -> bool {
+        true
+    }
+
+    async fn sync(&self) -> Result<(), StoreError> {
+        let wal = self.wal.clone();
+        tokio::task::spawn_blocking(move || tollgate::database::sync_sqlite_wal(&wal))
+            .await
+            .map_err(std::io::Error::other)??;
+        Ok(())
+    }
+});

@@ -83,19 +83,17 @@ async fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args).await,
         Command::ServeIdentity(settings) => {
             async {
+                let shutdown = tollgate::server::shutdown_signal();
                 let app = identity_service::startup::Application::build(*settings).await?;
-                Ok(app
-                    .run_until_stopped(tollgate::server::shutdown_signal())
-                    .await?)
+                Ok(app.run_until_stopped(shutdown).await?)
             }
             .await
         }
         Command::ServeEvents(settings) => {
             async {
+                let shutdown = tollgate::server::shutdown_signal();
                 let app = event_service::startup::Application::build(*settings).await?;
-                Ok(app
-                    .run_until_stopped(tollgate::server::shutdown_signal())
-                    .await?)
+                Ok(app.run_until_stopped(shutdown).await?)
             }
             .await
         }

@@ -44,6 +44,8 @@ pub struct DevKeyArgs {
 
 /// Runs both services until SIGINT/SIGTERM.
 pub async fn up(args: UpArgs) -> CliResult {
+    // Installed first, so a Ctrl-C during start-up stops both services cleanly.
+    let shutdown = shutdown_signal();
     let mut identity_settings = identity_service::config::Settings::with_database(
         DatabaseUrl::Sqlite(args.data_dir.join("identity.db")),
     );
@@ -91,7 +93,7 @@ pub async fn up(args: UpArgs) -> CliResult {
 
     let (stop, stopped) = watch::channel(false);
     tokio::spawn(async move {
-        shutdown_signal().await;
+        shutdown.await;
         let _ = stop.send(true);
     });
     let until = |mut rx: watch::Receiver<bool>| async move {

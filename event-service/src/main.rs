@@ -48,8 +48,10 @@ async fn main() -> ExitCode {
         }
     };
     let result = async {
+        // Before building: a SIGTERM during start-up must still drain, not kill.
+        let shutdown = shutdown_signal();
         let app = Application::build(settings).await?;
-        app.run_until_stopped(shutdown_signal()).await
+        app.run_until_stopped(shutdown).await
     }
     .await;
     match result {

@@ -88,8 +88,10 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
+    // Before building: a SIGTERM during start-up must still drain, not kill.
+    let shutdown = shutdown_signal();
     let app = Application::build(settings).await?;
-    app.run_until_stopped(shutdown_signal()).await?;
+    app.run_until_stopped(shutdown).await?;
     Ok(())
 }
 

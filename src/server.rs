@@ -242,10 +242,12 @@ where
 }
 
 /// Checks a server's overall `grpc.health.v1` status, for the binaries' `health` subcommand
-/// (a container health check). `Ok(true)` only when it answers SERVING within `timeout`.
+/// (a container health check), over TLS when `tls` is given. `Ok(true)` only when it answers
+/// SERVING within `timeout`.
 pub async fn check_health(
     addr: std::net::SocketAddr,
     timeout: Duration,
+    tls: Option<tonic::transport::ClientTlsConfig>,
 ) -> Result<bool, Box<dyn std::error::Error + Send + Sync>> {
     // A wildcard listen address is reached on loopback from inside the same container.
     let host = match addr.ip() {
@@ -254,11 +256,14 @@ pub async fn check_health(
         ip => ip,
     };
     let target = std::net::SocketAddr::new(host, addr.port());
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{target}"))?
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut endpoint = tonic::transport::Endpoint::from_shared(format!("{scheme}://{target}"))?
         .connect_timeout(timeout)
-        .timeout(timeout)
-        .connect()
-        .await?;
+        .timeout(timeout);
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls)?;
+    }
+    let channel = endpoint.connect().await?;
     let response = tonic_health::pb::health_client::HealthClient::new(channel)
         .check(tonic_health::pb::HealthCheckRequest {
             service: String::new(),
@@ -269,14 +274,27 @@ pub async fn check_health(
 }
 
 /// The `health` subcommand of a service binary: exit 0 if `name` at `addr` is SERVING.
-pub async fn health_command(name: &str, addr: std::net::SocketAddr) -> std::process::ExitCode {
-    match check_health(addr, Duration::from_secs(3)).await {
+pub async fn health_command(
+    name: &str,
+    addr: std::net::SocketAddr,
+    tls: &crate::tls::HealthTlsArgs,
+) -> std::process::ExitCode {
+    let tls = match tls.config() {
+        Ok(tls) => tls,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match check_health(addr, Duration::from_secs(3), tls).await {
         Ok(true) => std::process::ExitCode::SUCCESS,
         Ok(false) => {
             eprintln!("{name} at {addr} is NOT_SERVING");
             std::process::ExitCode::FAILURE
         }
         Err(e) => {
+            // The whole chain: "transport error" alone does not say a certificate was refused.
+            let e = crate::telemetry::error_chain(e.as_ref());
             eprintln!("error: cannot check {name} at {addr}: {e}");
             std::process::ExitCode::FAILURE
         }

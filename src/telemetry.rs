@@ -93,14 +93,47 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 10s, 500ms, 2m)"))
 }
 
-/// An error and all its sources, `: `-separated, for a log line.
+/// An error and all its sources, `: `-separated, for a log line. A source whose text the line
+/// already ends with is left out: some errors print their source themselves (rustls through
+/// tonic's transport error did, doubling a long certificate message).
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
+        let text = s.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    #[derive(Debug, thiserror::Error)]
+    enum Chained {
+        #[error("cannot check")]
+        Outer(#[source] Box<Chained>),
+        #[error("transport error: {0}")]
+        Printing(#[source] Box<Chained>),
+        #[error("certificate not valid")]
+        Root,
+    }
+
+    #[test]
+    fn the_chain_names_each_cause_once() {
+        let e = Chained::Outer(Box::new(Chained::Printing(Box::new(Chained::Root))));
+        assert_eq!(
+            error_chain(&e),
+            "cannot check: transport error: certificate not valid"
+        );
+        assert_eq!(
+            error_chain(&Chained::Outer(Box::new(Chained::Root))),
+            "cannot check: certificate not valid"
+        );
+    }
 }

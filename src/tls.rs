@@ -44,6 +44,33 @@ impl ServerTlsArgs {
     }
 }
 
+/// TLS flags of a service binary's `health` subcommand, for a server started with `--tls-cert`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct HealthTlsArgs {
+    /// PEM CA of the server's certificate: check over TLS. Unset: plaintext h2c.
+    #[arg(long = "tls-ca", env = "TOLLGATE_HEALTH_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// The name the server's certificate must carry [default: localhost].
+    #[arg(
+        long = "tls-domain",
+        env = "TOLLGATE_HEALTH_TLS_DOMAIN",
+        requires = "tls_ca"
+    )]
+    pub tls_domain: Option<String>,
+}
+
+impl HealthTlsArgs {
+    /// The client configuration, or `None` for plaintext. No client certificate: servers ask
+    /// for one but do not require it at the handshake, and health needs no authentication.
+    pub fn config(&self) -> Result<Option<ClientTlsConfig>, String> {
+        let domain = self.tls_domain.as_deref().unwrap_or("localhost");
+        self.tls_ca
+            .as_deref()
+            .map(|ca| client_config(ca, None, domain))
+            .transpose()
+    }
+}
+
 /// Client TLS towards a Tollgate service: the CA that signed its certificate (services inside a
 /// cluster use a private CA) and an optional client certificate for mutual TLS.
 pub fn client_config(

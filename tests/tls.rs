@@ -11,7 +11,8 @@ use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 use tollgate::database::DatabaseUrl;
 use tollgate::proto::events::v1 as ev;
 use tollgate::proto::identity::v1 as id;
-use tollgate::tls::ServerTlsArgs;
+use tollgate::server::check_health;
+use tollgate::tls::{HealthTlsArgs, ServerTlsArgs};
 use tollgate_e2e::{event, with_key};
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
@@ -233,6 +234,45 @@ async fn without_a_client_certificate_event_service_fails_closed() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+}
+
+/// The binaries' `health` subcommand (a container health check) reaches a TLS port when given
+/// the CA, and says why it cannot otherwise.
+#[tokio::test]
+async fn the_health_check_speaks_tls() {
+    let pki = Pki::new();
+    let stack = start(&pki, true).await;
+    let timeout = std::time::Duration::from_secs(5);
+    let tls = |domain: Option<&str>| {
+        HealthTlsArgs {
+            tls_ca: Some(pki.path("ca.pem")),
+            tls_domain: domain.map(str::to_owned),
+        }
+        .config()
+        .unwrap()
+    };
+    // identity-service verifies client certificates but does not require one for health.
+    for addr in [stack.identity, stack.events] {
+        let serving = check_health(addr, timeout, tls(None)).await;
+        assert!(serving.as_ref().is_ok_and(|s| *s), "{addr}: {serving:?}");
+        let serving = check_health(addr, timeout, tls(Some("localhost"))).await;
+        assert!(serving.as_ref().is_ok_and(|s| *s), "{addr}: {serving:?}");
+        // The certificate names localhost, not this.
+        let wrong_name = check_health(addr, timeout, tls(Some("elsewhere"))).await;
+        assert!(wrong_name.is_err(), "{addr}: {wrong_name:?}");
+        let plaintext = check_health(addr, timeout, None).await;
+        assert!(plaintext.is_err(), "{addr}: {plaintext:?}");
+    }
+    let missing = HealthTlsArgs {
+        tls_ca: Some(pki.path("nonexistent.pem")),
+        tls_domain: None,
+    }
+    .config()
+    .unwrap_err();
+    assert!(
+        missing.contains("cannot read the CA certificate"),
+        "{missing}"
+    );
 }
 
 #[test]

@@ -31,6 +31,8 @@ enum Command {
         /// The server's address (its listen address; 0.0.0.0 is checked on loopback).
         #[arg(long, env = "EVENT_LISTEN_ADDR", default_value = event_service::config::DEFAULT_LISTEN_ADDR)]
         addr: std::net::SocketAddr,
+        #[command(flatten)]
+        tls: tollgate::tls::HealthTlsArgs,
     },
 }
 
@@ -43,8 +45,8 @@ async fn main() -> ExitCode {
     }
     let settings = match cli.command {
         Command::Serve(settings) => *settings,
-        Command::Health { addr } => {
-            return tollgate::server::health_command("event-service", addr).await;
+        Command::Health { addr, tls } => {
+            return tollgate::server::health_command("event-service", addr, &tls).await;
         }
     };
     let result = async {

@@ -33,6 +33,8 @@ enum Command {
         /// The server's address (its listen address; 0.0.0.0 is checked on loopback).
         #[arg(long, env = "IDENTITY_LISTEN_ADDR", default_value = identity_service::config::DEFAULT_LISTEN_ADDR)]
         addr: std::net::SocketAddr,
+        #[command(flatten)]
+        tls: tollgate::tls::HealthTlsArgs,
     },
     /// Manage tenants directly in the database.
     Tenant {
@@ -66,8 +68,8 @@ async fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Serve(settings) => serve(*settings).await,
-        Command::Health { addr } => {
-            return tollgate::server::health_command("identity-service", addr).await;
+        Command::Health { addr, tls } => {
+            return tollgate::server::health_command("identity-service", addr, &tls).await;
         }
         Command::Tenant {
             command:

@@ -37,7 +37,10 @@ impl PostgresStore {
 impl PostgresStore {
     /// One `INSERT … SELECT FROM UNNEST` of a column array per field: 8 binds whatever the row
     /// count, so the server plans one small statement instead of thousands of placeholders.
-    fn insert_statement<'a>(rows: &'a [Row<'a>], ingested_at: i64) -> QueryBuilder<'a, Postgres> {
+    fn insert_statement<'a>(
+        rows: &'a [Row<'a>],
+        ingested_at: i64,
+    ) -> Result<QueryBuilder<'a, Postgres>, sqlx::Error> {
         let column = |f: fn(&Row<'a>) -> &'a str| rows.iter().map(f).collect::<Vec<&'a str>>();
         let mut qb = QueryBuilder::new(INSERT_INTO);
         qb.push("SELECT scope_id, event_id, event_name, external_customer_id, ts, properties::jsonb, source, ")
@@ -62,7 +65,7 @@ impl PostgresStore {
             .push_bind(column(|r| r.1.source.as_str()))
             .push(") AS u (scope_id, event_id, event_name, external_customer_id, ts, properties, source)");
         qb.push(ON_CONFLICT);
-        qb
+        Ok(qb)
     }
 }
 

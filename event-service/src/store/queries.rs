@@ -225,7 +225,7 @@ macro_rules! event_store_impl {
                 // without the database sending each row's key back.
                 let mut all_new = true;
                 for chunk in rows.chunks(Self::ROWS_PER_STATEMENT) {
-                    let done = Self::insert_statement(chunk, ingested_at)
+                    let done = Self::insert_statement(chunk, ingested_at)?
                         .build()
                         .execute(&mut *tx)
                         .await?
@@ -246,7 +246,7 @@ macro_rules! event_store_impl {
                     tx = self.write_pool().begin_with(begin).await?;
                     let mut new_rows = vec![false; rows.len()];
                     for (n, chunk) in rows.chunks(Self::ROWS_PER_STATEMENT).enumerate() {
-                        let mut qb = Self::insert_statement(chunk, ingested_at);
+                        let mut qb = Self::insert_statement(chunk, ingested_at)?;
                         qb.push(" RETURNING scope_id, event_id");
                         let returned: Vec<(i64, String)> =
                             qb.build_query_as().fetch_all(&mut *tx).await?;

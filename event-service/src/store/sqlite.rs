@@ -3,7 +3,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use sqlx::{QueryBuilder, Sqlite, SqlitePool};
+use sqlx::sqlite::SqliteArguments;
+use sqlx::{Arguments, QueryBuilder, Sqlite, SqlitePool};
 
 use super::{Dialect, INSERT_INTO, ON_CONFLICT, Row, StoreError};
 
@@ -48,21 +49,48 @@ impl SqliteStore {
 
 impl SqliteStore {
     /// One multi-row `INSERT … VALUES`: SQLite parses it once (sqlx caches the prepared
-    /// statement per row count) and every row costs only its binds.
-    fn insert_statement<'a>(rows: &'a [Row<'a>], ingested_at: i64) -> QueryBuilder<'a, Sqlite> {
-        let mut qb = QueryBuilder::new(INSERT_INTO);
-        qb.push_values(rows, |mut row, (scope_id, e)| {
-            row.push_bind(*scope_id)
-                .push_bind(e.event_id.as_str())
-                .push_bind(e.event_name.as_str())
-                .push_bind(e.external_customer_id.as_str())
-                .push_bind(tollgate::time::to_micros(e.timestamp))
-                .push_bind(e.properties.as_str())
-                .push_bind(e.source.as_str())
-                .push_bind(ingested_at);
-        });
-        qb.push(ON_CONFLICT);
-        qb
+    /// statement per row count) and every row costs only its binds. The placeholders are written
+    /// as one repeated tuple: `QueryBuilder::push_values` formats each of a full statement's
+    /// 8,000 placeholders and separators one by one, which `perf` put at 5% of the core on
+    /// batched ingest.
+    fn insert_statement<'a>(
+        rows: &'a [Row<'a>],
+        ingested_at: i64,
+    ) -> Result<QueryBuilder<'a, Sqlite>, sqlx::Error> {
+        const TUPLE: &str = "(?, ?, ?, ?, ?, ?, ?, ?)";
+        const COLUMNS: usize = 8;
+        let mut sql = String::with_capacity(
+            INSERT_INTO.len()
+                + "VALUES ".len()
+                + rows.len() * (TUPLE.len() + 2)
+                + ON_CONFLICT.len(),
+        );
+        sql.push_str(INSERT_INTO);
+        sql.push_str("VALUES ");
+        let mut args = SqliteArguments::default();
+        args.reserve(rows.len() * COLUMNS, 0);
+        for (n, (scope_id, e)) in rows.iter().enumerate() {
+            if n > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(TUPLE);
+            // The same order as INSERT_INTO's columns, one value per placeholder of TUPLE.
+            let added = [
+                args.add(*scope_id),
+                args.add(e.event_id.as_str()),
+                args.add(e.event_name.as_str()),
+                args.add(e.external_customer_id.as_str()),
+                args.add(tollgate::time::to_micros(e.timestamp)),
+                args.add(e.properties.as_str()),
+                args.add(e.source.as_str()),
+                args.add(ingested_at),
+            ];
+            for result in added {
+                result.map_err(sqlx::Error::Encode)?;
+            }
+        }
+        sql.push_str(ON_CONFLICT);
+        Ok(QueryBuilder::with_arguments(sql, args))
     }
 }
 

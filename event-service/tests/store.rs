@@ -125,6 +125,21 @@ async fn large_batches_go_in_whole(store: Arc<dyn EventStore>) {
         .await
         .unwrap();
     assert_eq!(listed.len(), 4000);
+
+    // A stored id only at the very end: whatever the first attempt wrote before meeting it is
+    // undone, so every other event is still reported new (and stored once).
+    let mut late: Vec<NewEvent> = (4000..5500)
+        .map(|i| event(&format!("e{i}"), "call", "c", t0(), "{}"))
+        .collect();
+    late.push(events[0].clone());
+    let results = store.insert(&[(&s, &late)]).await.unwrap();
+    assert!(results[0][..1500].iter().all(|new| *new));
+    assert!(!results[0][1500]);
+    let listed = store
+        .list_events(&s, &ListFilter::default(), None, 6000)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 5500);
 }
 
 async fn listing_filters_and_pages(store: Arc<dyn EventStore>) {

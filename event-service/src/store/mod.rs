@@ -41,7 +41,8 @@ type Row<'a> = (i64, &'a NewEvent);
 const INSERT_INTO: &str = "INSERT INTO events (scope_id, event_id, event_name, \
      external_customer_id, ts, properties, source, ingested_at) ";
 
-/// The end of every backend's insert statement: a stored id makes the row a duplicate.
+/// What ends the insert statement once some ids are known to be stored already: such a row is
+/// skipped. Only the pass that sorts out duplicates adds it (see `insert` in `queries`).
 const ON_CONFLICT: &str = " ON CONFLICT (scope_id, event_id) DO NOTHING";
 
 /// Everything event-service keeps. Every method is scoped to a tenant and environment.
@@ -85,6 +86,8 @@ pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
 pub trait Dialect {
     /// How a writing transaction begins (`BEGIN IMMEDIATE` takes SQLite's write lock up front).
     const BEGIN_WRITE: &'static str;
+    /// Rows one insert statement takes at most.
+    const ROWS_PER_STATEMENT: usize;
     /// How the properties column is read back as JSON text.
     const PROPERTIES_TEXT: &'static str;
     /// The bind value that addresses a top-level property in [`Dialect::NUMERIC_PROPERTY`].

@@ -2,7 +2,7 @@
 
 use sqlx::{PgPool, Postgres, QueryBuilder};
 
-use super::{Dialect, INSERT_INTO, ON_CONFLICT, Row, StoreError};
+use super::{Dialect, INSERT_INTO, Row, StoreError};
 
 /// Enough for a busy replica's reads plus the writer, small enough for several replicas.
 const MAX_CONNECTIONS: u32 = 16;
@@ -64,13 +64,14 @@ impl PostgresStore {
             .push(", ")
             .push_bind(column(|r| r.1.source.as_str()))
             .push(") AS u (scope_id, event_id, event_name, external_customer_id, ts, properties, source)");
-        qb.push(ON_CONFLICT);
         Ok(qb)
     }
 }
 
 impl Dialect for PostgresStore {
     const BEGIN_WRITE: &'static str = "BEGIN";
+    /// `UNNEST` binds 8 arrays whatever the row count: every commit group is one statement.
+    const ROWS_PER_STATEMENT: usize = usize::MAX;
     const PROPERTIES_TEXT: &'static str = "properties::text";
     const NUMERIC_PROPERTY: [&'static str; 3] = [
         "CASE WHEN jsonb_typeof(properties -> ",

@@ -10,13 +10,79 @@
 macro_rules! event_store_impl {
     ($store:ty, $db:ty $(, { $($own:item)* })?) => {
         impl $store {
-            /// Rows per INSERT statement: SQLite binds 8 values per row, which stays far below
-            /// its limit.
-            const ROWS_PER_STATEMENT: usize = 1000;
-
             /// Where writes go: the writer's own pool if the backend has one, else the pool.
             fn write_pool(&self) -> &sqlx::Pool<$db> {
                 self.writer.as_ref().unwrap_or(&self.pool)
+            }
+
+            /// Inserts every row, all or nothing; fails with a unique violation, having written
+            /// nothing, if an id is stored already or repeats.
+            async fn insert_new(
+                &self,
+                rows: &[$crate::store::Row<'_>],
+                ingested_at: i64,
+            ) -> Result<(), sqlx::Error> {
+                use $crate::store::Dialect;
+                if rows.len() <= <Self as Dialect>::ROWS_PER_STATEMENT {
+                    // One statement is a transaction of its own: no round trips to begin and
+                    // commit one, which a group of single events would otherwise pay thrice.
+                    Self::insert_statement(rows, ingested_at)?
+                        .build()
+                        .execute(self.write_pool())
+                        .await?;
+                    return Ok(());
+                }
+                let mut tx = self
+                    .write_pool()
+                    .begin_with(<Self as Dialect>::BEGIN_WRITE)
+                    .await?;
+                for chunk in rows.chunks(<Self as Dialect>::ROWS_PER_STATEMENT) {
+                    Self::insert_statement(chunk, ingested_at)?
+                        .build()
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await
+            }
+
+            /// Inserts the rows whose ids are not stored yet, in one transaction, and says
+            /// which those were. The database returns the key of each row it inserts; the keys
+            /// are matched as a multiset (an id sent twice is inserted once and is a duplicate
+            /// the second time).
+            async fn insert_sorting_duplicates(
+                &self,
+                rows: &[$crate::store::Row<'_>],
+                ingested_at: i64,
+            ) -> Result<Vec<bool>, sqlx::Error> {
+                use std::collections::HashMap;
+                use $crate::store::Dialect;
+                let mut tx = self
+                    .write_pool()
+                    .begin_with(<Self as Dialect>::BEGIN_WRITE)
+                    .await?;
+                let mut new_rows = vec![false; rows.len()];
+                let per_statement = <Self as Dialect>::ROWS_PER_STATEMENT;
+                let chunks = rows.chunks(per_statement).zip(new_rows.chunks_mut(per_statement));
+                for (chunk, flags) in chunks {
+                    let mut qb = Self::insert_statement(chunk, ingested_at)?;
+                    qb.push($crate::store::ON_CONFLICT);
+                    qb.push(" RETURNING scope_id, event_id");
+                    let returned: Vec<(i64, String)> =
+                        qb.build_query_as().fetch_all(&mut *tx).await?;
+                    let mut inserted: HashMap<(i64, String), usize> = HashMap::new();
+                    for key in returned {
+                        *inserted.entry(key).or_default() += 1;
+                    }
+                    for (flag, (scope_id, e)) in flags.iter_mut().zip(chunk) {
+                        let key = (*scope_id, e.event_id.clone());
+                        if let Some(count) = inserted.get_mut(&key).filter(|c| **c > 0) {
+                            *count -= 1;
+                            *flag = true;
+                        }
+                    }
+                }
+                tx.commit().await?;
+                Ok(new_rows)
             }
 
             fn push_select(qb: &mut sqlx::QueryBuilder<'_, $db>) {
@@ -202,7 +268,6 @@ macro_rules! event_store_impl {
                 &self,
                 batches: &[$crate::store::Batch<'_>],
             ) -> Result<Vec<Vec<bool>>, $crate::store::StoreError> {
-                use std::collections::HashMap;
                 let ingested_at = tollgate::time::to_micros(tollgate::time::now());
                 // Scopes are created outside the transaction: creating one is idempotent, and a
                 // cached id must never point at a row a rollback removed.
@@ -219,54 +284,17 @@ macro_rules! event_store_impl {
                     .zip(&scope_ids)
                     .flat_map(|((_, events), id)| events.iter().map(move |e| (*id, e)))
                     .collect();
-                let begin = <Self as $crate::store::Dialect>::BEGIN_WRITE;
-                let mut tx = self.write_pool().begin_with(begin).await?;
-                // The common case: every row is new, which the count of inserted rows shows
-                // without the database sending each row's key back.
-                let mut all_new = true;
-                for chunk in rows.chunks(Self::ROWS_PER_STATEMENT) {
-                    let done = Self::insert_statement(chunk, ingested_at)?
-                        .build()
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                    if done != chunk.len() as u64 {
-                        all_new = false;
-                        break;
+                // The common case: every row is new. Plain inserts are tried first: ON CONFLICT
+                // makes PostgreSQL insert each row speculatively, probing the idempotency index
+                // before and after, while a plain insert meets a stored id as a unique violation
+                // that undoes the whole attempt. Only then are the duplicates sorted out.
+                let new_rows = match self.insert_new(&rows, ingested_at).await {
+                    Ok(()) => vec![true; rows.len()],
+                    Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                        self.insert_sorting_duplicates(&rows, ingested_at).await?
                     }
-                }
-                let new_rows = if all_new {
-                    vec![true; rows.len()]
-                } else {
-                    // Some ids were stored before (a retried request) or repeat within the
-                    // request. Start over and have the database return the key of each row it
-                    // inserts; the returned keys are matched as a multiset (an id sent twice is
-                    // inserted once and is a duplicate the second time).
-                    tx.rollback().await?;
-                    tx = self.write_pool().begin_with(begin).await?;
-                    let mut new_rows = vec![false; rows.len()];
-                    for (n, chunk) in rows.chunks(Self::ROWS_PER_STATEMENT).enumerate() {
-                        let mut qb = Self::insert_statement(chunk, ingested_at)?;
-                        qb.push(" RETURNING scope_id, event_id");
-                        let returned: Vec<(i64, String)> =
-                            qb.build_query_as().fetch_all(&mut *tx).await?;
-                        let mut inserted: HashMap<(i64, String), usize> = HashMap::new();
-                        for key in returned {
-                            *inserted.entry(key).or_default() += 1;
-                        }
-                        let offset = n * Self::ROWS_PER_STATEMENT;
-                        let flags = &mut new_rows[offset..offset + chunk.len()];
-                        for (flag, (scope_id, e)) in flags.iter_mut().zip(chunk) {
-                            let key = (*scope_id, e.event_id.clone());
-                            if let Some(count) = inserted.get_mut(&key).filter(|c| **c > 0) {
-                                *count -= 1;
-                                *flag = true;
-                            }
-                        }
-                    }
-                    new_rows
+                    Err(e) => return Err(e.into()),
                 };
-                tx.commit().await?;
                 let mut flags = new_rows.into_iter();
                 Ok(batches
                     .iter()

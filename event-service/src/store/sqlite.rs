@@ -6,7 +6,7 @@ use std::sync::Arc;
 use sqlx::sqlite::SqliteArguments;
 use sqlx::{Arguments, QueryBuilder, Sqlite, SqlitePool};
 
-use super::{Dialect, INSERT_INTO, ON_CONFLICT, Row, StoreError};
+use super::{Dialect, INSERT_INTO, Row, StoreError};
 
 /// Readers run in parallel under WAL; writes have a connection of their own besides these.
 const MAX_CONNECTIONS: u32 = 8;
@@ -63,7 +63,9 @@ impl SqliteStore {
             INSERT_INTO.len()
                 + "VALUES ".len()
                 + rows.len() * (TUPLE.len() + 2)
-                + ON_CONFLICT.len(),
+                // Room for the ending the duplicate-sorting pass adds.
+                + super::ON_CONFLICT.len()
+                + 32,
         );
         sql.push_str(INSERT_INTO);
         sql.push_str("VALUES ");
@@ -89,13 +91,14 @@ impl SqliteStore {
                 result.map_err(sqlx::Error::Encode)?;
             }
         }
-        sql.push_str(ON_CONFLICT);
         Ok(QueryBuilder::with_arguments(sql, args))
     }
 }
 
 impl Dialect for SqliteStore {
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
+    /// 8 binds a row: 8,000 stays far below SQLite's limit of 32,766 per statement.
+    const ROWS_PER_STATEMENT: usize = 1000;
     const PROPERTIES_TEXT: &'static str = "properties";
     const NUMERIC_PROPERTY: [&'static str; 3] = [
         "CASE WHEN json_type(properties, ",

@@ -34,6 +34,13 @@ const MAX_GROUP_EVENTS: usize = 5000;
 /// sync is done, so requests keep gathering meanwhile: letting it run further ahead halved the
 /// groups and doubled the commits (and with them each commit's fixed cost) for no more events.
 const GROUPS_IN_FLIGHT: usize = 2;
+/// Times the writer lets the runtime run before closing a group, while each turn brings more
+/// requests. Requests arriving together on the connections are still being read and decoded when
+/// the first reaches the queue; closing the group at once committed 6-11 events at a time.
+/// Measured with 64 single events in flight (`IngestEvent`, SQLite, 3 alternating runs each, as
+/// a ratio to the health-check floor): none 0.34-0.41, one 0.45-0.48, three 0.50-0.59, eight
+/// 0.49-0.58, 32 0.46-0.52. One request alone pays a single yield, a few microseconds.
+const GATHER_TURNS: usize = 3;
 
 struct WriteRequest {
     scope: Scope,
@@ -139,8 +146,9 @@ impl Ingestor {
 #[error(transparent)]
 struct SharedStoreError(Arc<StoreError>);
 
-/// Takes what has queued (waiting for at least one request) as one group; `None` once the queue
-/// is closed and empty. One writer at a time takes a group.
+/// Takes what has queued (waiting for at least one request) as one group, giving the runtime up
+/// to [`GATHER_TURNS`] turns to queue more; `None` once the queue is closed and empty. One writer
+/// at a time takes a group.
 async fn next_group(
     requests: &Mutex<mpsc::Receiver<WriteRequest>>,
 ) -> Option<(Vec<WriteRequest>, usize)> {
@@ -148,14 +156,25 @@ async fn next_group(
     let first = requests.recv().await?;
     let mut size = first.events.len();
     let mut group = vec![first];
-    while size < MAX_GROUP_EVENTS {
-        match requests.try_recv() {
-            Ok(next) => {
-                size += next.events.len();
-                group.push(next);
+    let mut turns = 0;
+    loop {
+        let before = group.len();
+        while size < MAX_GROUP_EVENTS {
+            match requests.try_recv() {
+                Ok(next) => {
+                    size += next.events.len();
+                    group.push(next);
+                }
+                Err(_) => break,
             }
-            Err(_) => break,
         }
+        let quiet = turns > 0 && group.len() == before;
+        if size >= MAX_GROUP_EVENTS || turns == GATHER_TURNS || quiet {
+            break;
+        }
+        // Lets the connection tasks decode what has arrived; see GATHER_TURNS.
+        tokio::task::yield_now().await;
+        turns += 1;
     }
     Some((group, size))
 }

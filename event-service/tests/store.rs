@@ -393,12 +393,55 @@ async fn usage_matches_a_hand_count(store: Arc<dyn EventStore>) {
     store.ping().await.unwrap();
 }
 
+/// Every field comes back as it was sent: text outside ASCII, a timestamp to the microsecond,
+/// nested properties of every JSON type, and a source. (PostgreSQL writes new rows with binary
+/// `COPY`, whose encoding of each type is ours.)
+async fn values_are_stored_as_sent(store: Arc<dyn EventStore>) {
+    let s = scope();
+    let at = t0() + Duration::microseconds(123_456_789);
+    let properties = serde_json::json!({
+        "model": "gpt-ß→😀",
+        "tokens": 12.5,
+        "big": 9_007_199_254_740_991_i64,
+        "nested": {"list": [1, "two", null, true, {"deep": false}]},
+        "quote\"and\\backslash": "tab\tnewline\n",
+    });
+    let mut sent = event(
+        "évt-1 ünïcode",
+        "call·名前",
+        "cus_ø",
+        at,
+        &properties.to_string(),
+    );
+    sent.source = "sdk/ruby ✓".into();
+    let other = event("plain", "call", "c1", t0(), "{}");
+    assert_eq!(
+        store.insert(&[(&s, &[sent.clone(), other])]).await.unwrap(),
+        vec![vec![true, true]]
+    );
+    let got = store.get_event(&s, &sent.event_id).await.unwrap().unwrap();
+    assert_eq!(got.event_id, sent.event_id);
+    assert_eq!(got.event_name, sent.event_name);
+    assert_eq!(got.external_customer_id, sent.external_customer_id);
+    assert_eq!(got.timestamp, at);
+    assert_eq!(got.source, sent.source);
+    let stored: serde_json::Value = serde_json::from_str(&got.properties).unwrap();
+    assert_eq!(stored, properties);
+    let plain = store.get_event(&s, "plain").await.unwrap().unwrap();
+    assert_eq!(
+        (plain.event_name.as_str(), plain.properties.as_str()),
+        ("call", "{}")
+    );
+    assert_eq!(plain.ingested_at, got.ingested_at);
+}
+
 tollgate::store_suite!(
     event_service::store::connect;
     idempotent_inserts,
     large_batches_go_in_whole,
     listing_filters_and_pages,
     usage_matches_a_hand_count,
+    values_are_stored_as_sent,
 );
 
 /// Rows written under the first schema (tenant and environment in every row) are moved to the

@@ -4,7 +4,8 @@
 //! each backend's placeholders; each backend supplies `Self::pool`, `Self::writer` (a pool of its
 //! own for writes, if any), `Self::WRITERS`, its own `Self::insert_statement` (the one statement
 //! whose best shape differs: multi-row `VALUES` on SQLite, `UNNEST` of column arrays on
-//! PostgreSQL) and a [`Dialect`](super::Dialect). Trait methods only one backend overrides follow
+//! PostgreSQL), `Self::insert_new` (the common case of all rows new: those statements on SQLite,
+//! `COPY` on PostgreSQL) and a [`Dialect`](super::Dialect). Trait methods only one backend overrides follow
 //! the backend's types in braces.
 
 macro_rules! event_store_impl {
@@ -13,36 +14,6 @@ macro_rules! event_store_impl {
             /// Where writes go: the writer's own pool if the backend has one, else the pool.
             fn write_pool(&self) -> &sqlx::Pool<$db> {
                 self.writer.as_ref().unwrap_or(&self.pool)
-            }
-
-            /// Inserts every row, all or nothing; fails with a unique violation, having written
-            /// nothing, if an id is stored already or repeats.
-            async fn insert_new(
-                &self,
-                rows: &[$crate::store::Row<'_>],
-                ingested_at: i64,
-            ) -> Result<(), sqlx::Error> {
-                use $crate::store::Dialect;
-                if rows.len() <= <Self as Dialect>::ROWS_PER_STATEMENT {
-                    // One statement is a transaction of its own: no round trips to begin and
-                    // commit one, which a group of single events would otherwise pay thrice.
-                    Self::insert_statement(rows, ingested_at)?
-                        .build()
-                        .execute(self.write_pool())
-                        .await?;
-                    return Ok(());
-                }
-                let mut tx = self
-                    .write_pool()
-                    .begin_with(<Self as Dialect>::BEGIN_WRITE)
-                    .await?;
-                for chunk in rows.chunks(<Self as Dialect>::ROWS_PER_STATEMENT) {
-                    Self::insert_statement(chunk, ingested_at)?
-                        .build()
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await
             }
 
             /// Inserts the rows whose ids are not stored yet, in one transaction, and says

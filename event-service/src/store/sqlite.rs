@@ -93,6 +93,28 @@ impl SqliteStore {
         }
         Ok(QueryBuilder::with_arguments(sql, args))
     }
+
+    /// Inserts every row, all or nothing; fails with a unique violation, having written
+    /// nothing, if an id is stored already or repeats.
+    async fn insert_new(&self, rows: &[Row<'_>], ingested_at: i64) -> Result<(), sqlx::Error> {
+        if rows.len() <= Self::ROWS_PER_STATEMENT {
+            // One statement is a transaction of its own: no round trips to begin and commit
+            // one, which a group of single events would otherwise pay thrice.
+            Self::insert_statement(rows, ingested_at)?
+                .build()
+                .execute(self.write_pool())
+                .await?;
+            return Ok(());
+        }
+        let mut tx = self.write_pool().begin_with(Self::BEGIN_WRITE).await?;
+        for chunk in rows.chunks(Self::ROWS_PER_STATEMENT) {
+            Self::insert_statement(chunk, ingested_at)?
+                .build()
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await
+    }
 }
 
 impl Dialect for SqliteStore {

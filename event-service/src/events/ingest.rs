@@ -156,27 +156,35 @@ async fn next_group(
     let first = requests.recv().await?;
     let mut size = first.events.len();
     let mut group = vec![first];
-    let mut turns = 0;
-    loop {
-        let before = group.len();
-        while size < MAX_GROUP_EVENTS {
-            match requests.try_recv() {
-                Ok(next) => {
-                    size += next.events.len();
-                    group.push(next);
-                }
-                Err(_) => break,
-            }
-        }
-        let quiet = turns > 0 && group.len() == before;
-        if size >= MAX_GROUP_EVENTS || turns == GATHER_TURNS || quiet {
+    take_queued(&mut requests, &mut group, &mut size);
+    for _ in 0..GATHER_TURNS {
+        if size >= MAX_GROUP_EVENTS {
             break;
         }
         // Lets the connection tasks decode what has arrived; see GATHER_TURNS.
         tokio::task::yield_now().await;
-        turns += 1;
+        if !take_queued(&mut requests, &mut group, &mut size) {
+            break;
+        }
     }
     Some((group, size))
+}
+
+/// Moves what has queued into `group` until it holds [`MAX_GROUP_EVENTS`]; whether any came.
+fn take_queued(
+    requests: &mut mpsc::Receiver<WriteRequest>,
+    group: &mut Vec<WriteRequest>,
+    size: &mut usize,
+) -> bool {
+    let before = group.len();
+    while *size < MAX_GROUP_EVENTS {
+        let Ok(next) = requests.try_recv() else {
+            break;
+        };
+        *size += next.events.len();
+        group.push(next);
+    }
+    group.len() > before
 }
 
 /// Committed groups on their way to the syncer.

@@ -36,10 +36,8 @@ pub type Batch<'a> = (&'a Scope, &'a [NewEvent]);
 /// One event to insert and the id of its scope.
 type Row<'a> = (i64, &'a NewEvent);
 
-/// The start of every backend's insert statement: the columns, in the order each backend's
-/// `insert_statement` supplies them.
-const INSERT_INTO: &str = "INSERT INTO events (scope_id, event_id, event_name, \
-     external_customer_id, ts, properties, source, ingested_at) ";
+/// The start of every backend's insert statement (the columns are in `queries`).
+const INSERT_INTO: &str = concat!("INSERT INTO events (", insert_columns!(), ") ");
 
 /// What ends the insert statement once some ids are known to be stored already: such a row is
 /// skipped. Only the pass that sorts out duplicates adds it (see `insert` in `queries`).

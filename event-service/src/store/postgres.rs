@@ -35,9 +35,13 @@ impl PostgresStore {
     }
 }
 
-/// `COPY` of INSERT_INTO's columns, in the same order, in PostgreSQL's binary format.
-const COPY_IN: &str = "COPY events (scope_id, event_id, event_name, external_customer_id, ts, \
-     properties, source, ingested_at) FROM STDIN (FORMAT binary)";
+/// `COPY` of the insert columns, in the same order as `copy_data` writes them, in PostgreSQL's
+/// binary format.
+const COPY_IN: &str = concat!(
+    "COPY events (",
+    insert_columns!(),
+    ") FROM STDIN (FORMAT binary)"
+);
 
 impl PostgresStore {
     /// Inserts every row with one `COPY`, all or nothing; fails with a unique violation, having

@@ -5,8 +5,16 @@
 //! own for writes, if any), `Self::WRITERS`, its own `Self::insert_statement` (the one statement
 //! whose best shape differs: multi-row `VALUES` on SQLite, `UNNEST` of column arrays on
 //! PostgreSQL), `Self::insert_new` (the common case of all rows new: those statements on SQLite,
-//! `COPY` on PostgreSQL) and a [`Dialect`](super::Dialect). Trait methods only one backend overrides follow
-//! the backend's types in braces.
+//! `COPY` on PostgreSQL) and a [`Dialect`](super::Dialect). Trait methods only one backend
+//! overrides follow the backend's types in braces.
+
+/// The columns every insert writes, in the order each backend supplies their values (a macro so
+/// that `concat!` can build each statement from them).
+macro_rules! insert_columns {
+    () => {
+        "scope_id, event_id, event_name, external_customer_id, ts, properties, source, ingested_at"
+    };
+}
 
 macro_rules! event_store_impl {
     ($store:ty, $db:ty $(, { $($own:item)* })?) => {

@@ -16,6 +16,9 @@ const CHECKSUM_LEN: usize = 6;
 /// Characters of the key shown in display hints.
 const HINT_TAIL: usize = 4;
 
+/// Why the operating system's random number generator gave no bytes.
+pub type RandomnessError = getrandom::Error;
+
 /// One of a tenant's two environments. An API key is pinned to one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Environment {

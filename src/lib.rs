@@ -6,13 +6,16 @@
 pub mod base62;
 pub mod database;
 pub mod ids;
+pub mod invalid;
 pub mod json;
 pub mod keys;
 pub mod metadata;
 pub mod metrics;
+pub mod paging;
 pub mod permissions;
 pub mod process;
 pub mod server;
+pub mod sql;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -11,8 +11,8 @@ use tokio::sync::Notify;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-/// A boxed future, for the shutdown signal handed to tonic.
-pub type Signal = Pin<Box<dyn Future<Output = ()> + Send>>;
+/// A boxed future: the shutdown signal handed to tonic, and the database ping.
+pub type Signal<T = ()> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// The health service name that stays SERVING while the process runs (liveness probes).
 pub const LIVENESS: &str = "liveness";
@@ -203,12 +203,134 @@ async fn receive(installed: std::io::Result<tokio::signal::unix::Signal>, name: 
     }
 }
 
-/// Runs a server until `shutdown` resolves, then drains: health goes NOT_SERVING (so load
-/// balancers stop sending), the server stops accepting and finishes in-flight requests, and
-/// whatever is still open after `grace` is dropped so that shutdown always ends.
-///
-/// `serve` receives the signal to hand to tonic's `serve_with_incoming_shutdown`.
-pub async fn serve_with_drain<S, F>(
+/// How a service's database is watched: pinged for health, its pool read for the gauge.
+#[derive(Clone)]
+pub struct DatabaseProbe {
+    ping: Arc<dyn Fn() -> Signal<bool> + Send + Sync>,
+    pool_stats: Arc<dyn Fn() -> (u32, usize) + Send + Sync>,
+}
+
+impl std::fmt::Debug for DatabaseProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DatabaseProbe")
+    }
+}
+
+impl DatabaseProbe {
+    /// `ping` answers whether the database does; `pool_stats` gives the pool's size and idle
+    /// connections.
+    pub fn new<P, F>(ping: P, pool_stats: impl Fn() -> (u32, usize) + Send + Sync + 'static) -> Self
+    where
+        P: Fn() -> F + Send + Sync + 'static,
+        F: Future<Output = bool> + Send + 'static,
+    {
+        Self {
+            ping: Arc::new(move || Box::pin(ping())),
+            pool_stats: Arc::new(pool_stats),
+        }
+    }
+}
+
+/// What both services serve the same way: health (following the database), reflection, the
+/// metrics endpoint, and a bounded drain on shutdown.
+#[derive(Debug)]
+pub struct Serving {
+    /// The gRPC services the server offers, fully qualified, for health and reflection.
+    pub services: &'static [&'static str],
+    /// The bound listeners.
+    pub listeners: Listeners,
+    /// The service's metrics, served on the metrics listener if there is one.
+    pub metrics: crate::metrics::Metrics,
+    /// The database that health follows.
+    pub database: DatabaseProbe,
+    /// How long the drain waits for in-flight requests.
+    pub grace: Duration,
+}
+
+/// What a service's own server is built from, handed over once health is known.
+pub struct Served {
+    /// Health and reflection, to add to the service's router.
+    pub routes: tonic::service::Routes,
+    /// The bound gRPC listener.
+    pub incoming: tonic::transport::server::TcpIncoming,
+    /// The health status, for what else can make the service unfit to serve.
+    pub health: Health,
+    /// The signal to hand to `serve_with_incoming_shutdown`.
+    pub shutdown: Signal,
+}
+
+impl std::fmt::Debug for Served {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Served")
+            .field("health", &self.health)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a service could not serve.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The reflection service could not read the descriptors (a build problem).
+    #[error("cannot build the reflection service")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The server failed while serving.
+    #[error("server error")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+impl Serving {
+    /// Serves until `shutdown` resolves, then drains: health goes NOT_SERVING (so load balancers
+    /// stop sending), the server stops accepting and finishes in-flight requests, and whatever is
+    /// still open after the grace period is dropped so that shutdown always ends.
+    ///
+    /// `serve` is called once the first database check has set health, which is therefore
+    /// true by the time a service announces that it listens; it builds the service's router
+    /// on `Served::routes` and serves it on `Served::incoming` until `Served::shutdown`.
+    pub async fn run<F, Fut>(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+        serve: F,
+    ) -> Result<(), ServeError>
+    where
+        F: FnOnce(Served) -> Fut,
+        Fut: Future<Output = Result<(), tonic::transport::Error>>,
+    {
+        let (health, health_service) = Health::new(self.services).await;
+        let ping = self.database.ping.clone();
+        let watcher = health.watch_database(move || ping()).await;
+        let (reflection_v1, reflection_v1alpha) =
+            reflection_services(self.services, &[tonic_health::pb::FILE_DESCRIPTOR_SET])?;
+        let routes = tonic::service::Routes::new(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha);
+        let metrics_task = self.listeners.metrics.map(|server| {
+            let pool_stats = self.database.pool_stats.clone();
+            server.serve(self.metrics.clone(), move |m| {
+                let (size, idle) = pool_stats();
+                m.set_pool(size, idle);
+            })
+        });
+        let incoming = tonic::transport::server::TcpIncoming::from(self.listeners.grpc)
+            .with_nodelay(Some(true));
+        let result = serve_with_drain(&health, shutdown, self.grace, |signal| {
+            serve(Served {
+                routes,
+                incoming,
+                health: health.clone(),
+                shutdown: signal,
+            })
+        })
+        .await;
+        watcher.abort();
+        if let Some(metrics) = metrics_task {
+            metrics.stop().await;
+        }
+        Ok(result?)
+    }
+}
+
+/// Runs a server until `shutdown` resolves, then drains (see [`Serving::run`]).
+async fn serve_with_drain<S, F>(
     health: &Health,
     shutdown: S,
     grace: Duration,

@@ -145,7 +145,7 @@ async fn a_deleted_key_stops_working_within_the_cache_ttl() {
 
 #[tokio::test]
 async fn an_expired_key_is_refused() {
-    use identity_service::api_keys::{ApiKey, KeyName};
+    use identity_service::model::api_keys::{ApiKey, KeyName};
     use tollgate::ids::{TenantId, UserId};
     let stack = Stack::start().await;
     let store = stack.identity_domain.store();

@@ -3,9 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod accounts;
-mod bench;
 mod events;
-mod h2load;
 mod output;
 mod remote;
 mod up;
@@ -44,24 +42,13 @@ enum Command {
     /// Usage events: ingest from JSON, list, usage figures.
     #[command(subcommand)]
     Events(events::EventsCommand),
-    /// Measure Tollgate against the gRPC floor (health checks) and print and save the figures.
-    Bench(bench::BenchArgs),
-    /// Run identity-service (as `identity-service serve`); the benchmark's server processes.
-    #[command(hide = true)]
-    ServeIdentity(Box<identity_service::config::Settings>),
-    /// Run event-service (as `event-service serve`).
-    #[command(hide = true)]
-    ServeEvents(Box<event_service::config::Settings>),
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     // `up` logs at info; the admin commands only say what went wrong.
-    let quiet = !matches!(
-        cli.command,
-        Command::Up(_) | Command::ServeIdentity(_) | Command::ServeEvents(_)
-    );
+    let quiet = !matches!(cli.command, Command::Up(_));
     let log = if quiet && std::env::var_os("TOLLGATE_LOG_LEVEL").is_none() {
         LogArgs {
             log_level: "warn".into(),
@@ -80,23 +67,6 @@ async fn main() -> ExitCode {
         Command::ServiceAccounts(command) => accounts::accounts(command).await,
         Command::Keys(command) => accounts::keys(command).await,
         Command::Events(command) => events::events(command).await,
-        Command::Bench(args) => bench::run(args).await,
-        Command::ServeIdentity(settings) => {
-            async {
-                let shutdown = tollgate::server::shutdown_signal();
-                let app = identity_service::startup::Application::build(*settings).await?;
-                Ok(app.run_until_stopped(shutdown).await?)
-            }
-            .await
-        }
-        Command::ServeEvents(settings) => {
-            async {
-                let shutdown = tollgate::server::shutdown_signal();
-                let app = event_service::startup::Application::build(*settings).await?;
-                Ok(app.run_until_stopped(shutdown).await?)
-            }
-            .await
-        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

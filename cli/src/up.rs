@@ -118,8 +118,7 @@ pub async fn dev_key(args: DevKeyArgs) -> CliResult {
         )
         .into());
     }
-    let store = identity_service::store::connect(&url).await?;
-    let domain = identity_service::Identity::new(store);
+    let domain = identity_service::Identity::open(&url).await?;
     let (_, user, key, secret) = domain.issue_admin_key(&args.tenant, "dev-key").await?;
     eprintln!(
         "New admin key {} for {} of tenant {:?}, shown only now:",

@@ -1,21 +1,16 @@
 //! The one error type of event-service, and its one mapping onto gRPC status codes.
 
-use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt};
+use tollgate::invalid::Invalid;
+use tonic::Status;
 
 use crate::store::StoreError;
 
 /// Everything an event operation can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum EventError {
-    /// Bad input. `field` is the request path at fault (`events[3].event_name`).
-    #[error("{message}")]
-    InvalidArgument {
-        /// The field, with the batch index where there is one.
-        field: String,
-        /// What is wrong, in words a person can act on.
-        message: String,
-    },
+    /// Bad input, naming the field (with the batch index where there is one).
+    #[error(transparent)]
+    InvalidArgument(#[from] Invalid),
     /// No such event in the caller's tenant and environment.
     #[error("event {0} not found")]
     NotFound(String),
@@ -30,11 +25,7 @@ pub enum EventError {
 impl EventError {
     /// An [`EventError::InvalidArgument`] for `field`; the message starts with the field's name.
     pub fn invalid(field: impl Into<String>, problem: impl std::fmt::Display) -> Self {
-        let field = field.into();
-        Self::InvalidArgument {
-            message: format!("{field} {problem}"),
-            field,
-        }
+        Self::InvalidArgument(Invalid::field(field, problem))
     }
 }
 
@@ -47,10 +38,7 @@ impl From<StoreError> for EventError {
 impl From<EventError> for Status {
     fn from(e: EventError) -> Self {
         match e {
-            EventError::InvalidArgument { field, message } => {
-                let details = ErrorDetails::with_bad_request_violation(field, message.clone());
-                Status::with_error_details(Code::InvalidArgument, message, details)
-            }
+            EventError::InvalidArgument(invalid) => invalid.into(),
             EventError::NotFound(_) => Status::not_found(e.to_string()),
             EventError::ShuttingDown => Status::unavailable(e.to_string()),
             EventError::Internal(cause) => {

@@ -8,12 +8,15 @@ use tollgate::proto::events::v1 as pb;
 use tollgate::time::{from_proto, to_proto};
 use tonic::{Request, Response, Status};
 
+use tollgate::paging::{Page, page_size};
+
 use crate::EventError;
 use crate::authz::Principal;
-use crate::events::properties;
-use crate::events::query::{Cursor, ListFilter, page_size};
-use crate::events::usage::{Aggregation, PropertyName, UsageQuery};
-use crate::events::{Event, Events, IngestOutcome, RawEvent, Scope, bounded_text};
+use crate::events::Events;
+use crate::model::properties;
+use crate::model::query::{Cursor, ListFilter};
+use crate::model::usage::{Aggregation, PropertyName, UsageQuery};
+use crate::model::{Event, IngestOutcome, RawEvent, ReceivedTime, Scope, bounded_text};
 
 /// Implements `tollgate.events.v1.EventService` over [`Events`].
 #[derive(Debug, Clone)]
@@ -43,8 +46,11 @@ fn raw_event(input: pb::EventInput) -> RawEvent {
         event_id: input.event_id,
         event_name: input.event_name,
         external_customer_id: input.external_customer_id,
-        timestamp: input.timestamp.as_ref().map(from_proto),
-        properties: properties::to_json(input.properties.as_ref()),
+        timestamp: match &input.timestamp {
+            None => ReceivedTime::Unset,
+            Some(t) => from_proto(t).map_or(ReceivedTime::OutOfRange, ReceivedTime::At),
+        },
+        properties: input.properties,
         source: input.source,
     }
 }
@@ -72,7 +78,7 @@ fn optional_text(field: &str, value: String) -> Result<Option<String>, EventErro
     if value.is_empty() {
         Ok(None)
     } else {
-        bounded_text(field, value, false).map(Some)
+        Ok(Some(bounded_text(field, value, false)?))
     }
 }
 
@@ -116,7 +122,7 @@ fn usage_query(req: pb::GetUsageRequest) -> Result<UsageQuery, EventError> {
             ));
         }
     };
-    UsageQuery::new(
+    Ok(UsageQuery::new(
         bounded_text("event_name", req.event_name, true)?,
         optional_time("start_time", req.start_time)?,
         optional_time("end_time", req.end_time)?,
@@ -124,7 +130,7 @@ fn usage_query(req: pb::GetUsageRequest) -> Result<UsageQuery, EventError> {
         window,
         req.group_by_customer,
         optional_text("external_customer_id", req.external_customer_id)?,
-    )
+    )?)
 }
 
 #[tonic::async_trait]
@@ -188,9 +194,11 @@ impl pb::event_service_server::EventService for EventApi {
             start_time: optional_time("start_time", req.start_time)?,
             end_time: optional_time("end_time", req.end_time)?,
         };
-        let size = page_size(req.page_size)?;
-        let after = Cursor::decode(&req.page_token)?;
-        let (events, next) = self.events.list(&scope, &filter, after, size).await?;
+        let page = Page {
+            size: page_size(req.page_size)?,
+            after: Cursor::decode(&req.page_token)?,
+        };
+        let (events, next) = self.events.list(&scope, &filter, page).await?;
         Ok(Response::new(pb::ListEventsResponse {
             events: events.into_iter().map(event_to_proto).collect(),
             next_page_token: next.map(Cursor::encode).unwrap_or_default(),

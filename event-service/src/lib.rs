@@ -1,6 +1,10 @@
 //! event-service: ingests and reads usage events. Every request is authorized by
 //! identity-service through a short-lived cache ([`authz`]); the tenant and environment of every
 //! read and write come from the authorized key, never from the request.
+//!
+//! Imports run one way: the gRPC adapter ([`grpc`]) converts wire types into the domain types of
+//! [`model`] and calls [`events::Events`], which validates and hands writes to the group-commit
+//! [`writer`] and reads to the [`store`].
 #![forbid(unsafe_code)]
 
 pub mod authz;
@@ -9,7 +13,9 @@ pub mod error;
 pub mod events;
 pub mod grpc;
 pub mod metrics;
+pub mod model;
 pub mod startup;
 pub mod store;
+pub mod writer;
 
 pub use error::EventError;

@@ -8,18 +8,18 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tollgate::metrics::{Metrics, MetricsServer};
 use tollgate::proto::events::v1::event_service_server::EventServiceServer;
-use tollgate::server::{Health, Listeners, reflection_services, serve_with_drain};
-use tonic::transport::server::TcpIncoming;
+use tollgate::server::{DatabaseProbe, Listeners, ServeError, Serving};
 
 use crate::authz::cache::AuthCache;
 use crate::authz::client::IdentityClient;
 use crate::authz::layer::AuthLayer;
 use crate::config::Settings;
 use crate::events::Events;
-use crate::events::ingest::Ingestor;
 use crate::grpc::EventApi;
 use crate::metrics::EventMetrics;
-use crate::store::{self, EventStore, StoreError};
+use crate::store::sql::SqlStore;
+use crate::store::{EventStore, StoreError};
+use crate::writer::Ingestor;
 
 /// The gRPC services event-service serves, for health reporting.
 pub const SERVICE_NAMES: &[&str] = &["tollgate.events.v1.EventService"];
@@ -45,12 +45,9 @@ pub enum StartupError {
     /// The metrics could not be defined (a build problem).
     #[error("cannot set up metrics")]
     Metrics(#[from] prometheus::Error),
-    /// The reflection service could not read the descriptors (a build problem).
-    #[error("cannot build the reflection service")]
-    Reflection(#[from] tonic_reflection::server::Error),
-    /// The server failed while serving.
-    #[error("server error")]
-    Serve(#[from] tonic::transport::Error),
+    /// Serving failed.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
 }
 
 /// A bound, not yet serving, event-service.
@@ -103,12 +100,14 @@ impl Application {
             settings.auth_cache_capacity,
             event_metrics.clone(),
         ));
-        let store = store::connect(&settings.database_url)
-            .await
-            .map_err(|source| StartupError::Database {
-                url: settings.database_url.to_string(),
-                source,
-            })?;
+        let store: Arc<dyn EventStore> = Arc::new(
+            SqlStore::connect(&settings.database_url)
+                .await
+                .map_err(|source| StartupError::Database {
+                    url: settings.database_url.to_string(),
+                    source,
+                })?,
+        );
         let listeners = Listeners::bind(settings.listen_addr, settings.metrics_addr).await?;
         let (ingestor, writer) = Ingestor::start(store.clone(), event_metrics);
         let events = Events::new(store.clone(), ingestor, settings.max_future_skew);
@@ -148,53 +147,49 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
-        let (health, health_service) = Health::new(SERVICE_NAMES).await;
-        let store = self.store.clone();
-        let watcher = health
-            .watch_database(move || {
-                let store = store.clone();
-                async move { store.ping().await.is_ok() }
+        let (store, pool) = (self.store.clone(), self.store.clone());
+        let serving = Serving {
+            services: SERVICE_NAMES,
+            listeners: self.listeners,
+            metrics: self.metrics.clone(),
+            database: DatabaseProbe::new(
+                move || {
+                    let store = store.clone();
+                    async move { store.ping().await.is_ok() }
+                },
+                move || pool.pool_stats(),
+            ),
+            grace: self.settings.shutdown_grace,
+        };
+        let settings = self.settings;
+        let (tls, events, auth) = (self.server_tls, self.events, self.auth.clone());
+        let metrics_layer = self.metrics.layer();
+        let addr = serving.listeners.grpc_addr;
+        let served = serving
+            .run(shutdown, |served| async move {
+                tracing::info!(
+                    %addr,
+                    database = %settings.database_url,
+                    identity = %settings.identity_url,
+                    auth_cache_ttl = ?settings.auth_cache_ttl,
+                    "event-service listening"
+                );
+                // Outermost, the metrics layer sees every request, refusals included. The auth
+                // layer wraps every route: it lets health and reflection through and checks
+                // EventService requests before routing, so no handler runs unauthorized.
+                let mut server = tonic::transport::Server::builder();
+                if let Some(tls) = tls {
+                    server = server.tls_config(tls)?;
+                }
+                server
+                    .layer(metrics_layer)
+                    .layer(AuthLayer::new(auth))
+                    .add_routes(served.routes)
+                    .add_service(EventServiceServer::new(EventApi::new(events)))
+                    .serve_with_incoming_shutdown(served.incoming, served.shutdown)
+                    .await
             })
             .await;
-        let (reflection_v1, reflection_v1alpha) =
-            reflection_services(SERVICE_NAMES, &[tonic_health::pb::FILE_DESCRIPTOR_SET])?;
-        tracing::info!(
-            addr = %self.listeners.grpc_addr,
-            database = %self.settings.database_url,
-            identity = %self.settings.identity_url,
-            auth_cache_ttl = ?self.settings.auth_cache_ttl,
-            "event-service listening"
-        );
-        let metrics_task = self.listeners.metrics.map(|server| {
-            let store = self.store.clone();
-            server.serve(self.metrics.clone(), move |m| {
-                let (size, idle) = store.pool_stats();
-                m.set_pool(size, idle);
-            })
-        });
-        // Outermost, the metrics layer sees every request, refusals included. The auth layer
-        // wraps every route: it lets health and reflection through and checks EventService
-        // requests before routing, so no handler runs unauthorized.
-        let mut server = tonic::transport::Server::builder();
-        if let Some(tls) = self.server_tls {
-            server = server.tls_config(tls)?;
-        }
-        let router = server
-            .layer(self.metrics.layer())
-            .layer(AuthLayer::new(self.auth.clone()))
-            .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .add_service(EventServiceServer::new(EventApi::new(self.events)));
-        let incoming = TcpIncoming::from(self.listeners.grpc).with_nodelay(Some(true));
-        let result = serve_with_drain(&health, shutdown, self.settings.shutdown_grace, |signal| {
-            router.serve_with_incoming_shutdown(incoming, signal)
-        })
-        .await;
-        watcher.abort();
-        if let Some(metrics) = metrics_task {
-            metrics.stop().await;
-        }
         // The router (and with it every ingest handle) is gone; the writer ends once the queue
         // is empty.
         if let Err(e) = self.writer.await {
@@ -204,6 +199,6 @@ impl Application {
             identity_calls = self.auth.identity_calls(),
             "event-service stopped"
         );
-        Ok(result?)
+        Ok(served?)
     }
 }

@@ -6,12 +6,17 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use event_service::events::query::{Cursor, ListFilter};
-use event_service::events::usage::{Aggregation, PropertyName, UsageQuery};
-use event_service::events::{NewEvent, Scope};
-use event_service::store::EventStore;
+use event_service::model::query::{Cursor, ListFilter};
+use event_service::model::usage::{Aggregation, PropertyName, UsageQuery};
+use event_service::model::{NewEvent, Scope};
+use event_service::store::sql::SqlStore;
+use event_service::store::{EventStore, StoreError};
 use tollgate::ids::TenantId;
 use tollgate::keys::Environment;
+
+async fn connect(url: &tollgate::database::DatabaseUrl) -> Result<Arc<dyn EventStore>, StoreError> {
+    Ok(Arc::new(SqlStore::connect(url).await?))
+}
 
 fn scope() -> Scope {
     Scope {
@@ -436,7 +441,7 @@ async fn values_are_stored_as_sent(store: Arc<dyn EventStore>) {
 }
 
 tollgate::store_suite!(
-    event_service::store::connect;
+    crate::connect;
     idempotent_inserts,
     large_batches_go_in_whole,
     listing_filters_and_pages,
@@ -491,7 +496,7 @@ async fn migration_keeps_events(url: tollgate::database::DatabaseUrl) {
             pool.close().await;
         }
     }
-    let store = event_service::store::connect(&url).await.unwrap();
+    let store = connect(&url).await.unwrap();
     let listed = store
         .list_events(&s, &ListFilter::default(), None, 10)
         .await

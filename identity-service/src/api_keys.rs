@@ -1,134 +1,15 @@
-//! API keys: created with a secret shown once, stored as a SHA-256 digest, with roles copied from
-//! the owner at creation and never changed afterwards.
+//! Managing API keys: create (the secret is returned once), read, list, revoke.
 
-use chrono::{DateTime, Utc};
-use tollgate::ids::{ApiKeyId, TenantId, UserId};
-use tollgate::keys::{ApiKeySecret, Environment, KeyDigest};
+use tollgate::ids::{ApiKeyId, UserId};
+use tollgate::keys::ApiKeySecret;
+use tollgate::paging::Page;
 use tollgate::permissions::Permission;
 
-use crate::authorize::Principal;
-use crate::roles::RoleSet;
-use crate::users::{MAX_NAME_CHARS, Page, User, UserType};
+use crate::model::api_keys::{ApiKey, NewApiKey};
+use crate::model::principal::Principal;
+use crate::model::users::UserType;
+use crate::store::StoreError;
 use crate::{Identity, IdentityError};
-
-/// A key's stored record. It holds the digest, never the secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiKey {
-    /// `sec_…`.
-    pub id: ApiKeyId,
-    /// The owner's tenant.
-    pub tenant_id: TenantId,
-    /// The owner.
-    pub user_id: UserId,
-    /// The owner's type, fixed for the owner's life, kept here so that a decision needs one row.
-    pub user_type: UserType,
-    /// The environment the key is pinned to.
-    pub environment: Environment,
-    /// Descriptive name.
-    pub name: KeyName,
-    /// Roles copied from the owner at creation.
-    pub roles: RoleSet,
-    /// SHA-256 of the secret.
-    pub digest: KeyDigest,
-    /// Prefix and last four characters of the secret.
-    pub display_hint: String,
-    /// When it was created.
-    pub created_at: DateTime<Utc>,
-    /// When it stops working.
-    pub expires_at: Option<DateTime<Utc>>,
-    /// When it was last used (coarse, see [`crate::authorize::LAST_USED_RESOLUTION`]).
-    pub last_used_at: Option<DateTime<Utc>>,
-}
-
-impl ApiKey {
-    /// A new key for `owner`, copying the owner's roles, with its secret.
-    pub fn issue(
-        owner: &User,
-        environment: Environment,
-        name: KeyName,
-        expires_at: Option<DateTime<Utc>>,
-        now: DateTime<Utc>,
-    ) -> Result<(Self, ApiKeySecret), IdentityError> {
-        let secret = ApiKeySecret::generate(environment).map_err(IdentityError::internal)?;
-        let key = Self {
-            id: ApiKeyId::generate(),
-            tenant_id: owner.tenant_id.clone(),
-            user_id: owner.id.clone(),
-            user_type: owner.user_type,
-            environment,
-            name,
-            roles: owner.roles.clone(),
-            digest: secret.digest(),
-            display_hint: secret.display_hint(),
-            created_at: now,
-            expires_at,
-            last_used_at: None,
-        };
-        Ok((key, secret))
-    }
-
-    /// The permissions the key holds: all of them for a person's key, its roles' otherwise.
-    pub fn permissions(&self) -> Vec<Permission> {
-        match self.user_type {
-            UserType::User => Permission::ALL.to_vec(),
-            UserType::ServiceAccount => self.roles.permissions().into_iter().collect(),
-        }
-    }
-
-    /// Whether the key has expired at `now`.
-    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
-        self.expires_at.is_some_and(|at| at <= now)
-    }
-}
-
-/// A key's descriptive name: required, trimmed, at most 255 characters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyName(String);
-
-impl KeyName {
-    /// Validates a requested name.
-    pub fn parse(s: &str) -> Result<Self, IdentityError> {
-        let s = s.trim();
-        if s.is_empty() {
-            return Err(IdentityError::invalid(
-                "name",
-                "name is required: give the key a descriptive name, e.g. production-event-service",
-            ));
-        }
-        if s.chars().count() > MAX_NAME_CHARS || s.chars().any(char::is_control) {
-            return Err(IdentityError::invalid(
-                "name",
-                format!(
-                    "name must be at most {MAX_NAME_CHARS} characters, without control characters"
-                ),
-            ));
-        }
-        Ok(Self(s.to_owned()))
-    }
-
-    /// The name.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// A name read back from storage, where it was validated on the way in.
-    pub fn from_storage(s: String) -> Self {
-        Self(s)
-    }
-}
-
-/// What CreateApiKey asks for, validated apart from what needs the store.
-#[derive(Debug, Clone)]
-pub struct NewApiKey {
-    /// Descriptive name.
-    pub name: KeyName,
-    /// The service account to create it for; the caller if `None`.
-    pub service_account_id: Option<UserId>,
-    /// When it stops working.
-    pub expires_at: Option<DateTime<Utc>>,
-    /// The environment; the caller's if `None`.
-    pub environment: Option<Environment>,
-}
 
 impl Identity {
     /// Creates a key for the caller or one of the tenant's service accounts. The returned
@@ -179,7 +60,7 @@ impl Identity {
         match self.store.insert_api_key(&key).await {
             Ok(()) => {}
             // The owner was deleted between the read above and this insert.
-            Err(crate::store::StoreError::ForeignKeyViolation) => {
+            Err(StoreError::ForeignKeyViolation) => {
                 return Err(IdentityError::not_found("service account", &owner.id));
             }
             Err(e) => return Err(e.into()),
@@ -210,14 +91,11 @@ impl Identity {
         page: Page<ApiKeyId>,
     ) -> Result<(Vec<ApiKey>, Option<ApiKeyId>), IdentityError> {
         caller.require(Permission::ApiKeysManage)?;
-        let mut keys = self
+        let keys = self
             .store
-            .list_api_keys(&caller.tenant_id, owner, page.after.as_ref(), page.size + 1)
+            .list_api_keys(&caller.tenant_id, owner, page.after.as_ref(), page.probe())
             .await?;
-        let more = keys.len() > page.size as usize;
-        keys.truncate(page.size as usize);
-        let next = more.then(|| keys.last().map(|k| k.id.clone())).flatten();
-        Ok((keys, next))
+        Ok(page.split(keys, |k| k.id.clone()))
     }
 
     /// Revokes a key.
@@ -228,7 +106,6 @@ impl Identity {
     ) -> Result<(), IdentityError> {
         caller.require(Permission::ApiKeysManage)?;
         if self.store.delete_api_key(&caller.tenant_id, id).await? {
-            self.keys.invalidate_all();
             tracing::info!(key_id = %id, "API key revoked");
             Ok(())
         } else {

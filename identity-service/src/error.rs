@@ -1,21 +1,18 @@
 //! The one error type of identity-service, and its one mapping onto gRPC status codes.
 
-use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt};
+use tollgate::invalid::Invalid;
+use tollgate::keys::RandomnessError;
+use tonic::Status;
 
+use crate::model::principal::MissingPermission;
 use crate::store::StoreError;
 
 /// Everything an identity operation can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
-    /// Bad input. `message` is what the client sees; `field` goes into `google.rpc.BadRequest`.
-    #[error("{message}")]
-    InvalidArgument {
-        /// The request field at fault.
-        field: &'static str,
-        /// What is wrong, in words a person can act on.
-        message: String,
-    },
+    /// Bad input, naming the field (it goes into `google.rpc.BadRequest`).
+    #[error(transparent)]
+    InvalidArgument(#[from] Invalid),
     /// No key, a malformed key, or an unknown, deleted or expired key.
     #[error("{0}")]
     Unauthenticated(String),
@@ -46,10 +43,7 @@ pub enum IdentityError {
 impl IdentityError {
     /// An [`IdentityError::InvalidArgument`] for `field`.
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
-        Self::InvalidArgument {
-            field,
-            message: message.into(),
-        }
+        Self::InvalidArgument(Invalid::new(field, message))
     }
 
     /// An [`IdentityError::NotFound`].
@@ -72,13 +66,22 @@ impl From<StoreError> for IdentityError {
     }
 }
 
+impl From<RandomnessError> for IdentityError {
+    fn from(e: RandomnessError) -> Self {
+        Self::internal(e)
+    }
+}
+
+impl From<MissingPermission> for IdentityError {
+    fn from(e: MissingPermission) -> Self {
+        Self::PermissionDenied(e.to_string())
+    }
+}
+
 impl From<IdentityError> for Status {
     fn from(e: IdentityError) -> Self {
         match e {
-            IdentityError::InvalidArgument { field, message } => {
-                let details = ErrorDetails::with_bad_request_violation(field, message.clone());
-                Status::with_error_details(Code::InvalidArgument, message, details)
-            }
+            IdentityError::InvalidArgument(invalid) => invalid.into(),
             IdentityError::Unauthenticated(m) => Status::unauthenticated(m),
             IdentityError::InternalCredential => Status::unauthenticated(e.to_string()),
             IdentityError::PermissionDenied(m) => Status::permission_denied(m),

@@ -1,20 +1,19 @@
 //! The gRPC adapter: wire types in, domain types to [`Identity`], domain types back out, and
 //! [`IdentityError`] to `Status` through its one `From` impl. No logic lives here.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tollgate::ids::{ApiKeyId, UserId};
 use tollgate::keys::{Environment, KeyDigest};
 use tollgate::metadata::{INTERNAL_TOKEN_HEADER, InternalToken, api_key_from_metadata};
+use tollgate::paging::{Page, decode_token_with, encode_token, page_size};
 use tollgate::permissions::Permission;
 use tollgate::proto::identity::v1 as pb;
 use tollgate::time::{from_proto, to_proto};
 use tonic::{Request, Response, Status};
 
-use crate::api_keys::{ApiKey, KeyName, NewApiKey};
-use crate::authorize::{DenyReason, Principal};
-use crate::roles::{ROLE_TABLE, RoleSet};
-use crate::users::{AccountKind, DisplayName, Page, User, UserType};
+use crate::model::api_keys::{ApiKey, KeyName, NewApiKey};
+use crate::model::principal::{DenyReason, Principal};
+use crate::model::roles::RoleSet;
+use crate::model::users::{AccountKind, DisplayName, User, UserType};
 use crate::{Identity, IdentityError};
 
 /// Implements every identity gRPC service over one [`Identity`].
@@ -116,29 +115,20 @@ fn parse_id<T>(
     parse(value).map_err(|e| IdentityError::invalid(field, format!("{field} {e}")))
 }
 
-/// Page tokens are the last id of the previous page, encoded so that clients treat them as
-/// opaque and cannot confuse them with ids.
-fn encode_page_token(last: Option<&str>) -> String {
-    last.map(|id| URL_SAFE_NO_PAD.encode(id))
-        .unwrap_or_default()
-}
-
-fn decode_page_token<T>(
+/// A page request from a List call's size and token; the token carries the last id.
+fn page<T>(
+    size: i32,
     token: &str,
     parse: impl FnOnce(&str) -> Result<T, tollgate::ids::IdFormatError>,
-) -> Result<Option<T>, IdentityError> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    let invalid = || {
-        IdentityError::invalid(
-            "page_token",
-            "page_token is not one this service issued: pass next_page_token unchanged",
-        )
-    };
-    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
-    let id = String::from_utf8(bytes).map_err(|_| invalid())?;
-    parse(&id).map(Some).map_err(|_| invalid())
+) -> Result<Page<T>, IdentityError> {
+    Ok(Page {
+        size: page_size(size)?,
+        after: decode_token_with(token, parse)?,
+    })
+}
+
+fn next_page_token(last: Option<&str>) -> String {
+    last.map(encode_token).unwrap_or_default()
 }
 
 impl From<User> for pb::User {
@@ -234,14 +224,11 @@ impl pb::user_service_server::UserService for GrpcApi {
                 .into());
             }
         };
-        let page = Page {
-            size: Page::<UserId>::size_from_request(req.page_size)?,
-            after: decode_page_token(&req.page_token, UserId::parse)?,
-        };
+        let page = page(req.page_size, &req.page_token, UserId::parse)?;
         let (users, next) = self.identity.list_users(&caller, filter, page).await?;
         Ok(Response::new(pb::ListUsersResponse {
             users: users.into_iter().map(Into::into).collect(),
-            next_page_token: encode_page_token(next.as_ref().map(|id| id.as_str())),
+            next_page_token: next_page_token(next.as_ref().map(|id| id.as_str())),
         }))
     }
 
@@ -333,17 +320,14 @@ impl pb::api_key_service_server::ApiKeyService for GrpcApi {
             "" => None,
             id => Some(parse_id("user_id", id, UserId::parse)?),
         };
-        let page = Page {
-            size: Page::<ApiKeyId>::size_from_request(req.page_size)?,
-            after: decode_page_token(&req.page_token, ApiKeyId::parse)?,
-        };
+        let page = page(req.page_size, &req.page_token, ApiKeyId::parse)?;
         let (keys, next) = self
             .identity
             .list_api_keys(&caller, owner.as_ref(), page)
             .await?;
         Ok(Response::new(pb::ListApiKeysResponse {
             keys: keys.into_iter().map(Into::into).collect(),
-            next_page_token: encode_page_token(next.as_ref().map(|id| id.as_str())),
+            next_page_token: next_page_token(next.as_ref().map(|id| id.as_str())),
         }))
     }
 
@@ -364,11 +348,10 @@ impl pb::role_service_server::RoleService for GrpcApi {
         &self,
         request: Request<pb::ListRolesRequest>,
     ) -> Result<Response<pb::ListRolesResponse>, Status> {
-        self.caller(&request)
-            .await?
-            .require(Permission::UsersManage)?;
+        let caller = self.caller(&request).await?;
+        let roles = self.identity.list_roles(&caller)?;
         Ok(Response::new(pb::ListRolesResponse {
-            roles: ROLE_TABLE
+            roles: roles
                 .iter()
                 .map(|d| pb::Role {
                     name: d.name.to_owned(),

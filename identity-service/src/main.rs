@@ -102,8 +102,8 @@ async fn create_tenant(
     admin_name: &str,
     database_url: &DatabaseUrl,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let store = identity_service::store::connect(database_url).await?;
-    let created = Identity::new(store)
+    let created = Identity::open(database_url)
+        .await?
         .bootstrap_tenant(name, admin_name)
         .await?;
     let out = serde_json::json!({

@@ -10,13 +10,14 @@ use tollgate::proto::identity::v1::{
     authorization_service_server::AuthorizationServiceServer,
     role_service_server::RoleServiceServer, user_service_server::UserServiceServer,
 };
-use tollgate::server::{Health, Listeners, reflection_services, serve_with_drain};
-use tonic::transport::server::TcpIncoming;
+use tollgate::server::{DatabaseProbe, Listeners, ServeError, Serving};
 
 use crate::Identity;
 use crate::config::Settings;
 use crate::grpc::GrpcApi;
-use crate::store::{self, StoreError};
+use crate::metrics::IdentityMetrics;
+use crate::store::StoreError;
+use crate::store::sql::SqlStore;
 
 /// The gRPC services identity-service serves, for health reporting.
 pub const SERVICE_NAMES: &[&str] = &[
@@ -47,12 +48,9 @@ pub enum StartupError {
     /// The metrics could not be defined (a build problem).
     #[error("cannot set up metrics")]
     Metrics(#[from] prometheus::Error),
-    /// The reflection service could not read the descriptors (a build problem).
-    #[error("cannot build the reflection service")]
-    Reflection(#[from] tonic_reflection::server::Error),
-    /// The server failed while serving.
-    #[error("server error")]
-    Serve(#[from] tonic::transport::Error),
+    /// Serving failed.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
 }
 
 /// A bound, not yet serving, identity-service.
@@ -61,13 +59,15 @@ pub struct Application {
     listeners: Listeners,
     identity: Identity,
     metrics: Metrics,
+    tls: Option<tonic::transport::ServerTlsConfig>,
     settings: Settings,
 }
 
 impl Application {
     /// Opens the database (applying migrations) and binds the listen address.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        let store = store::connect(&settings.database_url)
+        let tls = settings.tls.config().map_err(StartupError::Tls)?;
+        let store = SqlStore::connect(&settings.database_url)
             .await
             .map_err(|source| StartupError::Database {
                 url: settings.database_url.to_string(),
@@ -75,13 +75,16 @@ impl Application {
             })?;
         let listeners = Listeners::bind(settings.listen_addr, settings.metrics_addr).await?;
         let metrics = Metrics::new("identity-service")?;
-        let identity = Identity::with_key_cache(store, settings.key_cache_ttl).with_metrics(
-            crate::metrics::IdentityMetrics::register(&metrics.registry)?,
+        let identity = Identity::serving(
+            store,
+            settings.key_cache_ttl,
+            IdentityMetrics::register(&metrics.registry)?,
         );
         Ok(Self {
             listeners,
             identity,
             metrics,
+            tls,
             settings,
         })
     }
@@ -109,61 +112,55 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
-        let (health, health_service) = Health::new(SERVICE_NAMES).await;
         let store = self.identity.store().clone();
-        let watcher = health
-            .watch_database(move || {
-                let store = store.clone();
-                async move { store.ping().await.is_ok() }
-            })
-            .await;
-        let (reflection_v1, reflection_v1alpha) =
-            reflection_services(SERVICE_NAMES, &[tonic_health::pb::FILE_DESCRIPTOR_SET])?;
-        let store_for_metrics = self.identity.store().clone();
-        let tls = self.settings.tls.config().map_err(StartupError::Tls)?;
+        let pool = store.clone();
+        let serving = Serving {
+            services: SERVICE_NAMES,
+            listeners: self.listeners,
+            metrics: self.metrics.clone(),
+            database: DatabaseProbe::new(
+                move || {
+                    let store = store.clone();
+                    async move { store.ping().await.is_ok() }
+                },
+                move || pool.pool_stats(),
+            ),
+            grace: self.settings.shutdown_grace,
+        };
         let api = GrpcApi::new(
             self.identity,
             self.settings.internal_token.clone(),
             self.settings.tls.tls_client_ca.is_some(),
         );
-        tracing::info!(
-            addr = %self.listeners.grpc_addr,
-            database = %self.settings.database_url,
-            internal_token = self.settings.internal_token.is_some(),
-            tls = tls.is_some(),
-            mtls = self.settings.tls.tls_client_ca.is_some(),
-            "identity-service listening"
-        );
-        let metrics_task = self.listeners.metrics.map(|server| {
-            let store = store_for_metrics;
-            server.serve(self.metrics.clone(), move |m| {
-                let (size, idle) = store.pool_stats();
-                m.set_pool(size, idle);
+        let settings = self.settings;
+        let (tls, layer) = (self.tls, self.metrics.layer());
+        let addr = serving.listeners.grpc_addr;
+        serving
+            .run(shutdown, |served| async move {
+                tracing::info!(
+                    %addr,
+                    database = %settings.database_url,
+                    internal_token = settings.internal_token.is_some(),
+                    tls = tls.is_some(),
+                    mtls = settings.tls.tls_client_ca.is_some(),
+                    "identity-service listening"
+                );
+                let mut server = tonic::transport::Server::builder();
+                if let Some(tls) = tls {
+                    server = server.tls_config(tls)?;
+                }
+                server
+                    .layer(layer)
+                    .add_routes(served.routes)
+                    .add_service(UserServiceServer::new(api.clone()))
+                    .add_service(ApiKeyServiceServer::new(api.clone()))
+                    .add_service(RoleServiceServer::new(api.clone()))
+                    .add_service(AuthorizationServiceServer::new(api))
+                    .serve_with_incoming_shutdown(served.incoming, served.shutdown)
+                    .await
             })
-        });
-        let mut server = tonic::transport::Server::builder();
-        if let Some(tls) = tls {
-            server = server.tls_config(tls)?;
-        }
-        let router = server
-            .layer(self.metrics.layer())
-            .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .add_service(UserServiceServer::new(api.clone()))
-            .add_service(ApiKeyServiceServer::new(api.clone()))
-            .add_service(RoleServiceServer::new(api.clone()))
-            .add_service(AuthorizationServiceServer::new(api));
-        let incoming = TcpIncoming::from(self.listeners.grpc).with_nodelay(Some(true));
-        let result = serve_with_drain(&health, shutdown, self.settings.shutdown_grace, |signal| {
-            router.serve_with_incoming_shutdown(incoming, signal)
-        })
-        .await;
-        watcher.abort();
-        if let Some(metrics) = metrics_task {
-            metrics.stop().await;
-        }
+            .await?;
         tracing::info!("identity-service stopped");
-        Ok(result?)
+        Ok(())
     }
 }

@@ -1,24 +1,13 @@
 //! Tenants and their bootstrap: a tenant is created with its first user account and a
 //! full-access production key, from the command line, on the database directly.
 
-use chrono::{DateTime, Utc};
 use tollgate::ids::TenantId;
 use tollgate::keys::{ApiKeySecret, Environment};
 
-use crate::api_keys::{ApiKey, KeyName};
-use crate::users::{AccountKind, DisplayName, User, UserType};
+use crate::model::api_keys::{ApiKey, KeyName};
+use crate::model::tenants::Tenant;
+use crate::model::users::{AccountKind, DisplayName, User, UserType};
 use crate::{Identity, IdentityError};
-
-/// An organisation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tenant {
-    /// `ten_…`.
-    pub id: TenantId,
-    /// Its name.
-    pub name: String,
-    /// When it was created.
-    pub created_at: DateTime<Utc>,
-}
 
 /// What bootstrapping a tenant made. Holds the only copy of the first key's secret.
 #[derive(Debug)]
@@ -74,9 +63,7 @@ impl Identity {
             secret,
         })
     }
-}
 
-impl Identity {
     /// Mints a new full-access production key for the oldest user account of the tenant named
     /// `tenant_name`, for operators who have lost theirs (`tollgate dev-key`). Works on the
     /// database directly, like the bootstrap.

@@ -1,190 +1,14 @@
-//! Users and service accounts.
+//! Managing accounts: create, read, list, replace a service account's roles, delete.
 
-use chrono::{DateTime, Utc};
-use tollgate::ids::{TenantId, UserId};
+use tollgate::ids::UserId;
+use tollgate::paging::Page;
 use tollgate::permissions::Permission;
 
-use crate::authorize::Principal;
-use crate::roles::RoleSet;
+use crate::model::principal::Principal;
+use crate::model::roles::{ROLE_TABLE, RoleDefinition, RoleSet};
+use crate::model::users::{AccountKind, DisplayName, User, UserType};
 use crate::store::DeleteUserOutcome;
 use crate::{Identity, IdentityError};
-
-/// Longest display name accepted, in characters.
-pub const MAX_NAME_CHARS: usize = 255;
-/// Page size when the request names none.
-pub const DEFAULT_PAGE_SIZE: u32 = 50;
-/// Largest page size accepted.
-pub const MAX_PAGE_SIZE: u32 = 1000;
-
-/// Whether an account is a person or an automated service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum UserType {
-    /// A person: full access, no roles.
-    User,
-    /// An automated service: exactly the permissions of its roles.
-    ServiceAccount,
-}
-
-impl UserType {
-    /// The storage name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UserType::User => "user",
-            UserType::ServiceAccount => "service_account",
-        }
-    }
-
-    /// Reads a storage name.
-    pub fn parse(s: &str) -> Option<Self> {
-        [UserType::User, UserType::ServiceAccount]
-            .into_iter()
-            .find(|t| t.as_str() == s)
-    }
-}
-
-/// What kind of account to create. Roles exist only for service accounts, so a person's account
-/// with roles, or a service account without, cannot be expressed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AccountKind {
-    /// A person's account.
-    Person,
-    /// A service account with at least one role.
-    ServiceAccount(RoleSet),
-}
-
-impl AccountKind {
-    /// Validates a requested type and roles.
-    pub fn parse<S: AsRef<str>>(
-        user_type: Option<UserType>,
-        roles: &[S],
-    ) -> Result<Self, IdentityError> {
-        match user_type {
-            None => Err(IdentityError::invalid(
-                "type",
-                "type is required: USER_TYPE_USER (a person, full access) or \
-                 USER_TYPE_SERVICE_ACCOUNT (an automated service with roles)",
-            )),
-            Some(UserType::User) if !roles.is_empty() => Err(IdentityError::invalid(
-                "roles",
-                "roles are for service accounts only: a user account has full access",
-            )),
-            Some(UserType::User) => Ok(Self::Person),
-            Some(UserType::ServiceAccount) => {
-                RoleSet::for_service_account(roles).map(Self::ServiceAccount)
-            }
-        }
-    }
-
-    fn user_type(&self) -> UserType {
-        match self {
-            AccountKind::Person => UserType::User,
-            AccountKind::ServiceAccount(_) => UserType::ServiceAccount,
-        }
-    }
-}
-
-/// A display name: trimmed, at most [`MAX_NAME_CHARS`] characters, may be empty.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct DisplayName(String);
-
-impl DisplayName {
-    /// Validates a requested name.
-    pub fn parse(field: &'static str, s: &str) -> Result<Self, IdentityError> {
-        let s = s.trim();
-        if s.chars().count() > MAX_NAME_CHARS {
-            return Err(IdentityError::invalid(
-                field,
-                format!("{field} must be at most {MAX_NAME_CHARS} characters"),
-            ));
-        }
-        if s.chars().any(char::is_control) {
-            return Err(IdentityError::invalid(
-                field,
-                format!("{field} must not contain control characters"),
-            ));
-        }
-        Ok(Self(s.to_owned()))
-    }
-
-    /// The name.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// A name read back from storage, where it was validated on the way in.
-    pub fn from_storage(s: String) -> Self {
-        Self(s)
-    }
-}
-
-/// An account of a tenant.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    /// `usr_…`.
-    pub id: UserId,
-    /// The tenant it belongs to.
-    pub tenant_id: TenantId,
-    /// Person or service account.
-    pub user_type: UserType,
-    /// Display name.
-    pub name: DisplayName,
-    /// Roles; empty for a person.
-    pub roles: RoleSet,
-    /// When it was created.
-    pub created_at: DateTime<Utc>,
-    /// When its roles last changed.
-    pub updated_at: DateTime<Utc>,
-}
-
-impl User {
-    /// A new account, not yet stored.
-    pub fn new(
-        tenant_id: TenantId,
-        kind: AccountKind,
-        name: DisplayName,
-        now: DateTime<Utc>,
-    ) -> Self {
-        let user_type = kind.user_type();
-        let roles = match kind {
-            AccountKind::Person => RoleSet::empty(),
-            AccountKind::ServiceAccount(roles) => roles,
-        };
-        Self {
-            id: UserId::generate(),
-            tenant_id,
-            user_type,
-            name,
-            roles,
-            created_at: now,
-            updated_at: now,
-        }
-    }
-}
-
-/// A page request: how many, and after which id.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Page<Id> {
-    /// At most this many items.
-    pub size: u32,
-    /// Items after this id (exclusive), or from the start.
-    pub after: Option<Id>,
-}
-
-impl<Id> Page<Id> {
-    /// Validates a requested page size (0 means the default).
-    pub fn size_from_request(requested: i32) -> Result<u32, IdentityError> {
-        match u32::try_from(requested) {
-            Ok(0) => Ok(DEFAULT_PAGE_SIZE),
-            Ok(n) if n <= MAX_PAGE_SIZE => Ok(n),
-            _ => Err(IdentityError::invalid(
-                "page_size",
-                format!(
-                    "page_size must be between 0 (default {DEFAULT_PAGE_SIZE}) and {MAX_PAGE_SIZE}"
-                ),
-            )),
-        }
-    }
-}
 
 impl Identity {
     /// Creates an account in the caller's tenant.
@@ -219,20 +43,11 @@ impl Identity {
         page: Page<UserId>,
     ) -> Result<(Vec<User>, Option<UserId>), IdentityError> {
         caller.require(Permission::UsersManage)?;
-        // One extra row tells whether another page exists without a second query.
-        let mut users = self
+        let users = self
             .store
-            .list_users(
-                &caller.tenant_id,
-                filter,
-                page.after.as_ref(),
-                page.size + 1,
-            )
+            .list_users(&caller.tenant_id, filter, page.after.as_ref(), page.probe())
             .await?;
-        let more = users.len() > page.size as usize;
-        users.truncate(page.size as usize);
-        let next = more.then(|| users.last().map(|u| u.id.clone())).flatten();
-        Ok((users, next))
+        Ok(page.split(users, |u| u.id.clone()))
     }
 
     /// Replaces a service account's roles. Existing keys keep the roles they copied.
@@ -259,12 +74,20 @@ impl Identity {
         Ok(user)
     }
 
+    /// The role table, for people choosing a service account's roles.
+    pub fn list_roles(
+        &self,
+        caller: &Principal,
+    ) -> Result<&'static [RoleDefinition], IdentityError> {
+        caller.require(Permission::UsersManage)?;
+        Ok(ROLE_TABLE)
+    }
+
     /// Deletes an account and, with it, all its API keys. Returns how many keys were revoked.
     pub async fn delete_user(&self, caller: &Principal, id: &UserId) -> Result<u64, IdentityError> {
         caller.require(Permission::UsersManage)?;
         match self.store.delete_user(&caller.tenant_id, id).await? {
             DeleteUserOutcome::Deleted { revoked_api_keys } => {
-                self.keys.invalidate_all();
                 tracing::info!(user_id = %id, revoked_api_keys, "user deleted");
                 Ok(revoked_api_keys)
             }

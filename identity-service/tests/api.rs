@@ -415,9 +415,10 @@ async fn authorize_refuses_dead_and_malformed_keys() {
 }
 
 async fn insert_expired_key(app: &TestApp) -> String {
-    use identity_service::api_keys::{ApiKey, KeyName};
+    use identity_service::model::api_keys::{ApiKey, KeyName};
+    use identity_service::store::IdentityStore;
     use tollgate::ids::{TenantId, UserId};
-    let store = identity_service::store::connect(&app.database_url)
+    let store = identity_service::store::sql::SqlStore::connect(&app.database_url)
         .await
         .unwrap();
     let owner = store

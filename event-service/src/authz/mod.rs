@@ -16,7 +16,7 @@ use tollgate::ids::{ApiKeyId, TenantId, UserId};
 use tollgate::keys::Environment;
 use tollgate::permissions::Permission;
 
-use crate::events::Scope;
+use crate::model::Scope;
 
 /// Who an authorized request comes from. Handlers find it in the request extensions.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,116 +1,89 @@
-//! The PostgreSQL backend, for deployments with replicas sharing one database.
+//! What only the PostgreSQL backend does: new rows go in with a binary `COPY`, and a group
+//! with stored ids is sorted out by one `INSERT … SELECT FROM UNNEST … ON CONFLICT`.
 
+use std::sync::LazyLock;
+
+use sqlx::PgPool;
 use sqlx::postgres::PgPoolCopyExt;
-use sqlx::{PgPool, Postgres, QueryBuilder};
+use tollgate::sql::{Arg, Query};
 
-use super::{Dialect, INSERT_INTO, Row, StoreError};
+use super::{INSERT_COLUMNS, Row, StoreError};
 
-/// Enough for a busy replica's reads plus the writer, small enough for several replicas.
-const MAX_CONNECTIONS: u32 = 16;
+/// Enough for a busy replica's reads plus the writers, small enough for several replicas.
+const CONNECTIONS: u32 = 16;
+/// Commit groups written at once, each on its own connection (and server process), so that a
+/// second group is inserted while the first waits for its commit. A small share of the pool,
+/// which also serves reads.
+pub const WRITERS: usize = 4;
 
-/// event-service's store in PostgreSQL.
-#[derive(Debug, Clone)]
-pub struct PostgresStore {
-    pool: PgPool,
-    /// None: PostgreSQL connections share the server's buffer cache, so writes take any
-    /// connection of the pool.
-    writer: Option<PgPool>,
-    scopes: std::sync::Arc<super::ScopeIds>,
+/// Connects and applies pending migrations.
+pub async fn open(url: &url::Url) -> Result<PgPool, StoreError> {
+    let pool = tollgate::database::postgres_pool(url, CONNECTIONS).await?;
+    sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+    Ok(pool)
 }
 
-impl PostgresStore {
-    /// Commit groups written at once, each on its own connection (and server process). A small
-    /// share of the pool, which also serves reads.
-    const WRITERS: usize = 4;
+/// `COPY` of the insert columns, in the order `copy_data` writes them, in PostgreSQL's binary
+/// format.
+static COPY_IN: LazyLock<String> =
+    LazyLock::new(|| format!("COPY events ({INSERT_COLUMNS}) FROM STDIN (FORMAT binary)"));
 
-    /// Connects and applies pending migrations.
-    pub async fn connect(url: &url::Url) -> Result<Self, StoreError> {
-        let pool = tollgate::database::postgres_pool(url, MAX_CONNECTIONS).await?;
-        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self {
-            pool,
-            writer: None,
-            scopes: Default::default(),
-        })
-    }
+/// Inserts every row with one `COPY`, all or nothing; fails with a unique violation, having
+/// written nothing, if an id is stored already or repeats. `COPY` writes the table's heap
+/// several rows at a time and reads the binary values as they are, where an `INSERT` takes
+/// them apart row by row (the comparison is in docs/benchmarks.md).
+pub async fn insert_new(
+    pool: &PgPool,
+    rows: &[Row<'_>],
+    ingested_at: i64,
+) -> Result<(), sqlx::Error> {
+    let data = copy_data(rows, ingested_at)?;
+    // A COPY outside a transaction is one of its own: a failure leaves nothing written.
+    let mut copy = pool.copy_in_raw(&COPY_IN).await?;
+    copy.send(data).await?;
+    copy.finish().await?;
+    Ok(())
 }
 
-/// `COPY` of the insert columns, in the same order as `copy_data` writes them, in PostgreSQL's
-/// binary format.
-const COPY_IN: &str = concat!(
-    "COPY events (",
-    insert_columns!(),
-    ") FROM STDIN (FORMAT binary)"
-);
-
-impl PostgresStore {
-    /// Inserts every row with one `COPY`, all or nothing; fails with a unique violation, having
-    /// written nothing, if an id is stored already or repeats. `COPY` writes the table's heap
-    /// several rows at a time and reads the binary values as they are, where `INSERT … SELECT
-    /// FROM UNNEST` inserts row by row after taking apart 8 arrays: in the server alone, 285k
-    /// against 246k rows/s into this schema (300k rows, 3 alternating runs each).
-    async fn insert_new(&self, rows: &[Row<'_>], ingested_at: i64) -> Result<(), sqlx::Error> {
-        let data = copy_data(rows, ingested_at)?;
-        // A COPY outside a transaction is one of its own: a failure leaves nothing written.
-        let mut copy = self.write_pool().copy_in_raw(COPY_IN).await?;
-        copy.send(data).await?;
-        copy.finish().await?;
-        Ok(())
-    }
-
-    /// One `INSERT … SELECT FROM UNNEST` of a column array per field: 8 binds whatever the row
-    /// count, so the server plans one small statement instead of thousands of placeholders.
-    /// Used where `ON CONFLICT` must sort out stored ids, which `COPY` cannot.
-    fn insert_statement<'a>(
-        rows: &'a [Row<'a>],
-        ingested_at: i64,
-    ) -> Result<QueryBuilder<'a, Postgres>, sqlx::Error> {
-        let column = |f: fn(&Row<'a>) -> &'a str| rows.iter().map(f).collect::<Vec<&'a str>>();
-        let mut qb = QueryBuilder::new(INSERT_INTO);
-        qb.push("SELECT scope_id, event_id, event_name, external_customer_id, ts, properties::jsonb, source, ")
-            .push_bind(ingested_at)
-            .push(" FROM UNNEST(")
-            .push_bind(rows.iter().map(|r| r.0).collect::<Vec<i64>>())
-            .push(", ")
-            .push_bind(column(|r| r.1.event_id.as_str()))
-            .push(", ")
-            .push_bind(column(|r| r.1.event_name.as_str()))
-            .push(", ")
-            .push_bind(column(|r| r.1.external_customer_id.as_str()))
-            .push(", ")
-            .push_bind(
-                rows.iter()
-                    .map(|r| tollgate::time::to_micros(r.1.timestamp))
-                    .collect::<Vec<i64>>(),
-            )
-            .push(", ")
-            .push_bind(column(|r| r.1.properties.as_str()))
-            .push(", ")
-            .push_bind(column(|r| r.1.source.as_str()))
-            .push(") AS u (scope_id, event_id, event_name, external_customer_id, ts, properties, source)");
-        Ok(qb)
-    }
+/// Inserts the rows whose ids are not stored yet and returns the key (scope id, event id) of
+/// each row inserted: one `INSERT … SELECT FROM UNNEST` of a column array per field, 8 binds
+/// whatever the row count, so the server plans one small statement, which is a transaction of
+/// its own. Used where `ON CONFLICT` must sort out stored ids, which `COPY` cannot.
+pub async fn insert_returning<'a>(
+    pool: &PgPool,
+    rows: &'a [Row<'a>],
+    ingested_at: i64,
+) -> Result<Vec<(i64, String)>, sqlx::Error> {
+    let column = |f: fn(&'a Row<'a>) -> &'a str| Arg::TextArray(rows.iter().map(f).collect());
+    let mut q = Query::new(format!(
+        "INSERT INTO events ({INSERT_COLUMNS}) SELECT scope_id, event_id, event_name, \
+         external_customer_id, ts, properties::jsonb, source, "
+    ));
+    q.push_bind(ingested_at)
+        .push(" FROM UNNEST(")
+        .push_bind(Arg::IntArray(rows.iter().map(|r| r.0).collect()))
+        .push(", ")
+        .push_bind(column(|r| &r.1.event_id))
+        .push(", ")
+        .push_bind(column(|r| &r.1.event_name))
+        .push(", ")
+        .push_bind(column(|r| &r.1.external_customer_id))
+        .push(", ")
+        .push_bind(Arg::IntArray(
+            rows.iter()
+                .map(|r| tollgate::time::to_micros(r.1.timestamp))
+                .collect(),
+        ))
+        .push(", ")
+        .push_bind(column(|r| &r.1.properties))
+        .push(", ")
+        .push_bind(column(|r| &r.1.source))
+        .push(
+            ") AS u (scope_id, event_id, event_name, external_customer_id, ts, properties, source)",
+        )
+        .push(super::ON_CONFLICT_RETURNING);
+    tollgate::sql::Db::Postgres(pool.clone()).fetch_all(q).await
 }
-
-impl Dialect for PostgresStore {
-    const BEGIN_WRITE: &'static str = "BEGIN";
-    /// `UNNEST` binds 8 arrays whatever the row count: sorting out a commit group's duplicates
-    /// is one statement.
-    const ROWS_PER_STATEMENT: usize = usize::MAX;
-    const PROPERTIES_TEXT: &'static str = "properties::text";
-    const NUMERIC_PROPERTY: [&'static str; 3] = [
-        "CASE WHEN jsonb_typeof(properties -> ",
-        "::text) = 'number' THEN (properties ->> ",
-        "::text)::double precision END",
-    ];
-    const TEXT_PROPERTY: [&'static str; 2] = ["(properties ->> ", "::text)"];
-
-    fn property_path(name: &str) -> String {
-        name.to_owned()
-    }
-}
-
-event_store_impl!(PostgresStore, sqlx::Postgres);
 
 /// The rows as `COPY … (FORMAT binary)` data: a header, then per row the field count and each
 /// field as its length and its value in the type's binary form (`int8` big-endian, `text` as
@@ -147,6 +120,7 @@ fn copy_data(rows: &[Row<'_>], ingested_at: i64) -> Result<Vec<u8>, sqlx::Error>
         buf.extend_from_slice(value.as_bytes());
         Ok(())
     };
+    // The same order as INSERT_COLUMNS.
     for (scope_id, e) in rows {
         buf.extend_from_slice(&FIELDS.to_be_bytes());
         int8(&mut buf, *scope_id);

@@ -1,27 +1,21 @@
-//! Storage: one trait, implemented for SQLite and PostgreSQL.
-//!
-//! The SQL is portable between the two (`$N` placeholders work on both with sqlx; timestamps are
-//! integer microseconds), so one body, in [`queries`], is expanded for each backend; what differs
-//! (how a write transaction begins, row locking) is a small [`Dialect`] of each backend.
+//! Storage: the [`IdentityStore`] trait the domain talks to, the SQL implementation for SQLite
+//! and PostgreSQL ([`sql`]), and the key-record cache that wraps it ([`key_cache`]). This file
+//! holds only what they share, so that each imports it and it imports neither.
 
-#[macro_use]
-mod queries;
-pub mod postgres;
-pub mod sqlite;
+pub mod key_cache;
+pub mod sql;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use tollgate::database::DatabaseUrl;
 use tollgate::ids::{ApiKeyId, TenantId, UserId};
-use tollgate::keys::{Environment, KeyDigest};
-use tollgate::time::from_micros;
+use tollgate::keys::KeyDigest;
 
-use crate::api_keys::{ApiKey, KeyName};
-use crate::roles::RoleSet;
-use crate::tenants::Tenant;
-use crate::users::{DisplayName, User, UserType};
+use crate::model::api_keys::ApiKey;
+use crate::model::roles::RoleSet;
+use crate::model::tenants::Tenant;
+use crate::model::users::{User, UserType};
 
 /// A storage failure, classified where the caller can act on the class.
 #[derive(Debug, thiserror::Error)]
@@ -139,130 +133,13 @@ pub trait IdentityStore: Send + Sync + std::fmt::Debug + 'static {
     async fn find_api_key_by_digest(
         &self,
         digest: &KeyDigest,
-    ) -> Result<Option<ApiKey>, StoreError>;
-    /// Sets `last_used_at = now` unless it is already later than `stale_before`.
+    ) -> Result<Option<Arc<ApiKey>>, StoreError>;
+    /// Records that `key` was used at `now`, unless its last recorded use is later than
+    /// `stale_before`.
     async fn touch_api_key(
         &self,
-        id: &ApiKeyId,
+        key: &ApiKey,
         now: DateTime<Utc>,
         stale_before: DateTime<Utc>,
     ) -> Result<(), StoreError>;
-}
-
-/// What differs between the backends' SQL.
-pub trait Dialect {
-    /// How a transaction that will write begins. SQLite takes the write lock up front
-    /// (`BEGIN IMMEDIATE`) so that a read followed by a write cannot fail half-way with
-    /// SQLITE_BUSY; PostgreSQL begins normally.
-    const BEGIN_WRITE: &'static str;
-    /// Locks a tenant's row for the rest of the transaction, serialising checks such as "is this
-    /// the last user account?" against concurrent deletes. `None` where the transaction already
-    /// holds the database's only write lock (SQLite).
-    const LOCK_TENANT: Option<&'static str>;
-}
-
-/// Connects to the database the URL names and brings its schema up to date.
-pub async fn connect(url: &DatabaseUrl) -> Result<Arc<dyn IdentityStore>, StoreError> {
-    Ok(match url {
-        DatabaseUrl::Sqlite(path) => Arc::new(sqlite::SqliteStore::connect(path).await?),
-        DatabaseUrl::Postgres(url) => Arc::new(postgres::PostgresStore::connect(url).await?),
-    })
-}
-
-/// A `users` row as both backends return it.
-#[derive(Debug, sqlx::FromRow)]
-struct UserRow {
-    id: String,
-    tenant_id: String,
-    user_type: String,
-    name: String,
-    roles: String,
-    created_at: i64,
-    updated_at: i64,
-}
-
-impl TryFrom<UserRow> for User {
-    type Error = StoreError;
-
-    fn try_from(row: UserRow) -> Result<Self, Self::Error> {
-        Ok(User {
-            id: parse_stored(&row.id, UserId::parse)?,
-            tenant_id: parse_stored(&row.tenant_id, TenantId::parse)?,
-            user_type: UserType::parse(&row.user_type)
-                .ok_or_else(|| corrupt("user_type", &row.user_type))?,
-            name: DisplayName::from_storage(row.name),
-            roles: RoleSet::from_storage(&row.roles).ok_or_else(|| corrupt("roles", &row.roles))?,
-            created_at: from_micros(row.created_at),
-            updated_at: from_micros(row.updated_at),
-        })
-    }
-}
-
-/// A `tenants` row as both backends return it.
-#[derive(Debug, sqlx::FromRow)]
-struct TenantRow {
-    id: String,
-    name: String,
-    created_at: i64,
-}
-
-impl TryFrom<TenantRow> for Tenant {
-    type Error = StoreError;
-
-    fn try_from(row: TenantRow) -> Result<Self, Self::Error> {
-        Ok(Tenant {
-            id: parse_stored(&row.id, TenantId::parse)?,
-            name: row.name,
-            created_at: from_micros(row.created_at),
-        })
-    }
-}
-
-/// An `api_keys` row as both backends return it.
-#[derive(Debug, sqlx::FromRow)]
-struct ApiKeyRow {
-    id: String,
-    tenant_id: String,
-    user_id: String,
-    user_type: String,
-    environment: String,
-    name: String,
-    roles: String,
-    digest: Vec<u8>,
-    display_hint: String,
-    created_at: i64,
-    expires_at: Option<i64>,
-    last_used_at: Option<i64>,
-}
-
-impl TryFrom<ApiKeyRow> for ApiKey {
-    type Error = StoreError;
-
-    fn try_from(row: ApiKeyRow) -> Result<Self, Self::Error> {
-        Ok(ApiKey {
-            id: parse_stored(&row.id, ApiKeyId::parse)?,
-            tenant_id: parse_stored(&row.tenant_id, TenantId::parse)?,
-            user_id: parse_stored(&row.user_id, UserId::parse)?,
-            user_type: UserType::parse(&row.user_type)
-                .ok_or_else(|| corrupt("user_type", &row.user_type))?,
-            environment: Environment::parse(&row.environment)
-                .ok_or_else(|| corrupt("environment", &row.environment))?,
-            name: KeyName::from_storage(row.name),
-            roles: RoleSet::from_storage(&row.roles).ok_or_else(|| corrupt("roles", &row.roles))?,
-            digest: KeyDigest::from_slice(&row.digest)
-                .ok_or_else(|| corrupt("digest", "wrong length"))?,
-            display_hint: row.display_hint,
-            created_at: from_micros(row.created_at),
-            expires_at: row.expires_at.map(from_micros),
-            last_used_at: row.last_used_at.map(from_micros),
-        })
-    }
-}
-
-fn parse_stored<T, E>(s: &str, parse: impl FnOnce(&str) -> Result<T, E>) -> Result<T, StoreError> {
-    parse(s).map_err(|_| corrupt("id", s))
-}
-
-fn corrupt(column: &str, value: &str) -> StoreError {
-    StoreError::Corrupt(format!("{column} = {value:?}"))
 }

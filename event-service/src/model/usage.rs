@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::EventError;
+use tollgate::invalid::Invalid;
 
 /// Most windows one report may have, so that a minute-by-minute year cannot be asked for.
 pub const MAX_WINDOWS: i64 = 10_000;
@@ -30,7 +30,7 @@ pub struct PropertyName(String);
 
 impl PropertyName {
     /// Validates a requested name.
-    pub fn parse(s: &str) -> Result<Self, EventError> {
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
         let ok = !s.is_empty()
             && s.len() <= 128
             && s.bytes()
@@ -38,7 +38,7 @@ impl PropertyName {
         if ok {
             Ok(Self(s.to_owned()))
         } else {
-            Err(EventError::invalid(
+            Err(Invalid::field(
                 "property",
                 "must be a top-level property name of letters, digits, _ and - (at most 128)",
             ))
@@ -80,23 +80,23 @@ impl UsageQuery {
         window: Option<i64>,
         group_by_customer: bool,
         external_customer_id: Option<String>,
-    ) -> Result<Self, EventError> {
-        let start = start.ok_or_else(|| EventError::invalid("start_time", "is required"))?;
-        let end = end.ok_or_else(|| EventError::invalid("end_time", "is required"))?;
+    ) -> Result<Self, Invalid> {
+        let start = start.ok_or_else(|| Invalid::field("start_time", "is required"))?;
+        let end = end.ok_or_else(|| Invalid::field("end_time", "is required"))?;
         let (start, end) = (
             tollgate::time::to_micros(start),
             tollgate::time::to_micros(end),
         );
         if start < 0 {
-            return Err(EventError::invalid("start_time", "is before 1970"));
+            return Err(Invalid::field("start_time", "is before 1970"));
         }
         if end <= start {
-            return Err(EventError::invalid("end_time", "must be after start_time"));
+            return Err(Invalid::field("end_time", "must be after start_time"));
         }
         if let Some(width) = window {
             let windows = (end - 1) / width - start / width + 1;
             if windows > MAX_WINDOWS {
-                return Err(EventError::invalid(
+                return Err(Invalid::field(
                     "window_size",
                     format!(
                         "gives {windows} windows over this range; at most {MAX_WINDOWS} are allowed"

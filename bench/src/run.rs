@@ -1,4 +1,4 @@
-//! `tollgate bench`: measures Tollgate against the gRPC floor.
+//! The benchmark run: measures Tollgate against the gRPC floor.
 //!
 //! The servers run as separate processes (this binary's hidden `serve-identity`/`serve-events`),
 //! pinned to one core while the load generator is pinned to another when there are two. The
@@ -22,12 +22,12 @@ use tollgate::telemetry::parse_duration;
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 
-use crate::CliResult;
+use crate::BenchResult;
 use crate::h2load::{H2Client, encode};
 
 type BoxError = Box<dyn std::error::Error>;
 
-/// Flags of `tollgate bench`.
+/// Flags of `tollgate-bench`.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
     /// How long each throughput or latency figure is measured (after a 1 s warm-up).
@@ -263,8 +263,7 @@ fn machine(cores: usize) -> Value {
 
 /// Creates tenants and keys straight in identity-service's database (before it starts).
 async fn bootstrap(db: &DatabaseUrl) -> Result<(String, String), BoxError> {
-    let store = identity_service::store::connect(db).await?;
-    let domain = identity_service::Identity::new(store);
+    let domain = identity_service::Identity::open(db).await?;
     let main = domain.bootstrap_tenant("bench", "admin").await?;
     let big = domain.bootstrap_tenant("bench-1m", "admin").await?;
     Ok((
@@ -429,7 +428,7 @@ async fn load_batches(
 /// Runs the benchmark on a single-threaded runtime of its own: the load generator has one core,
 /// and one thread on it avoids the cross-thread wake-ups that would make it, not the server, the
 /// bottleneck of the floor.
-pub async fn run(args: BenchArgs) -> CliResult {
+pub fn run(args: BenchArgs) -> BenchResult {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -455,7 +454,7 @@ pub async fn run(args: BenchArgs) -> CliResult {
     }
 }
 
-async fn bench(args: BenchArgs, pin: bool, cores: usize) -> CliResult {
+async fn bench(args: BenchArgs, pin: bool, cores: usize) -> BenchResult {
     let dir = tempfile::tempdir()?;
     let servers = Servers {
         exe: std::env::current_exe()?,
@@ -838,8 +837,9 @@ async fn bench(args: BenchArgs, pin: bool, cores: usize) -> CliResult {
         ]);
     }
 
-    let mut table =
-        crate::output::table(&["figure", "measured", "ratio to floor", "target", "met"]);
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
+    table.set_header(["figure", "measured", "ratio to floor", "target", "met"]);
     for row in rows {
         table.add_row(row.to_vec());
     }

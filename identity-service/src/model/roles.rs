@@ -3,9 +3,8 @@
 
 use std::collections::BTreeSet;
 
+use tollgate::invalid::Invalid;
 use tollgate::permissions::Permission;
-
-use crate::error::IdentityError;
 
 /// A role a service account can have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -76,16 +75,16 @@ pub struct RoleSet(BTreeSet<Role>);
 impl RoleSet {
     /// Validates the roles requested for a service account: at least one, each in the table.
     /// Duplicates are folded.
-    pub fn for_service_account<S: AsRef<str>>(names: &[S]) -> Result<Self, IdentityError> {
+    pub fn for_service_account<S: AsRef<str>>(names: &[S]) -> Result<Self, Invalid> {
         if names.is_empty() {
-            return Err(IdentityError::invalid("roles", NO_ROLES_MESSAGE));
+            return Err(Invalid::new("roles", NO_ROLES_MESSAGE));
         }
         names
             .iter()
             .map(|name| {
                 let name = name.as_ref();
                 Role::parse(name)
-                    .ok_or_else(|| IdentityError::invalid("roles", format!("Invalid role: {name}")))
+                    .ok_or_else(|| Invalid::new("roles", format!("Invalid role: {name}")))
             })
             .collect::<Result<BTreeSet<_>, _>>()
             .map(Self)

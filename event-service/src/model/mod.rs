@@ -1,21 +1,15 @@
-//! Usage events: what a client sends, what is stored, and the rules between the two.
+//! Usage events as the domain sees them, below every operation and the store: what a client
+//! sends, what is stored, and the rules between the two. Validation refuses bad input with an
+//! [`Invalid`] naming the field.
 
-pub mod ingest;
 pub mod properties;
 pub mod query;
 pub mod usage;
 
 use chrono::{DateTime, Utc};
 use tollgate::ids::TenantId;
+use tollgate::invalid::Invalid;
 use tollgate::keys::Environment;
-
-use std::sync::Arc;
-
-use crate::EventError;
-use crate::store::EventStore;
-use ingest::Ingestor;
-use query::{Cursor, ListFilter};
-use usage::{UsageQuery, UsageReport};
 
 /// Longest `event_id`, `event_name`, `external_customer_id` and `source`, in characters.
 pub const MAX_TEXT_CHARS: usize = 255;
@@ -106,22 +100,33 @@ pub struct RawEvent {
     pub event_name: String,
     /// Required.
     pub external_customer_id: String,
-    /// `None` means "now"; `Some(None)` a timestamp that is out of range.
-    pub timestamp: Option<Option<DateTime<Utc>>>,
-    /// Already a serialized JSON object, or the reason it is not one.
-    pub properties: Result<String, String>,
+    /// When it happened, as sent.
+    pub timestamp: ReceivedTime,
+    /// A JSON object, absent meaning `{}`.
+    pub properties: Option<prost_types::Struct>,
     /// Possibly empty.
     pub source: String,
 }
 
+/// An event's timestamp as sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceivedTime {
+    /// None was sent: the event happened now.
+    Unset,
+    /// This time.
+    At(DateTime<Utc>),
+    /// One that no calendar holds (out of range, or bad nanoseconds).
+    OutOfRange,
+}
+
 impl NewEvent {
-    /// Validates one event. `prefix` names it in errors (`event.` or `events[3].`).
+    /// Validates one event; `position` names it in errors (`event.` or `events[3].`).
     pub fn validate(
         raw: RawEvent,
         position: Position,
         now: DateTime<Utc>,
         max_future_skew: chrono::Duration,
-    ) -> Result<Self, EventError> {
+    ) -> Result<Self, Invalid> {
         // Field paths are only built for an error: a batch of valid events formats nothing.
         let field = |name: &str| position.field(name);
         let text = |name: &str, value: String, required: bool| {
@@ -136,15 +141,12 @@ impl NewEvent {
         let external_customer_id = text("external_customer_id", raw.external_customer_id, true)?;
         let source = text("source", raw.source, false)?;
         let timestamp = match raw.timestamp {
-            None => now,
-            Some(None) => {
-                return Err(EventError::invalid(
-                    field("timestamp"),
-                    "is not a valid time",
-                ));
+            ReceivedTime::Unset => now,
+            ReceivedTime::OutOfRange => {
+                return Err(Invalid::field(field("timestamp"), "is not a valid time"));
             }
-            Some(Some(t)) if t > now + max_future_skew => {
-                return Err(EventError::invalid(
+            ReceivedTime::At(t) if t > now + max_future_skew => {
+                return Err(Invalid::field(
                     field("timestamp"),
                     format!(
                         "is more than {} in the future",
@@ -152,14 +154,13 @@ impl NewEvent {
                     ),
                 ));
             }
-            Some(Some(t)) if t.timestamp() < 0 => {
-                return Err(EventError::invalid(field("timestamp"), "is before 1970"));
+            ReceivedTime::At(t) if t.timestamp() < 0 => {
+                return Err(Invalid::field(field("timestamp"), "is before 1970"));
             }
-            Some(Some(t)) => t,
+            ReceivedTime::At(t) => t,
         };
-        let properties = raw
-            .properties
-            .map_err(|problem| EventError::invalid(field("properties"), problem))?;
+        let properties = properties::to_json(raw.properties.as_ref())
+            .map_err(|problem| Invalid::field(field("properties"), problem))?;
         Ok(Self {
             event_id,
             event_name,
@@ -168,106 +169,6 @@ impl NewEvent {
             properties,
             source,
         })
-    }
-}
-
-/// The event domain: every operation EventService exposes, free of gRPC types. The scope always
-/// comes from the authorized key.
-#[derive(Debug, Clone)]
-pub struct Events {
-    store: Arc<dyn EventStore>,
-    ingestor: Ingestor,
-    max_future_skew: chrono::Duration,
-}
-
-impl Events {
-    /// The domain over a store and its writer.
-    pub fn new(
-        store: Arc<dyn EventStore>,
-        ingestor: Ingestor,
-        max_future_skew: std::time::Duration,
-    ) -> Self {
-        Self {
-            store,
-            ingestor,
-            max_future_skew: chrono::Duration::from_std(max_future_skew)
-                .unwrap_or(chrono::Duration::MAX),
-        }
-    }
-
-    /// Validates and stores events, all or nothing. `single` names the field `event.` rather than
-    /// `events[i].` in errors.
-    pub async fn ingest(
-        &self,
-        scope: Scope,
-        raw: Vec<RawEvent>,
-        single: bool,
-    ) -> Result<Vec<IngestOutcome>, EventError> {
-        if raw.is_empty() || raw.len() > MAX_BATCH {
-            return Err(EventError::invalid(
-                "events",
-                format!("must hold 1 to {MAX_BATCH} events, not {}", raw.len()),
-            ));
-        }
-        let now = tollgate::time::now();
-        let events = raw
-            .into_iter()
-            .enumerate()
-            .map(|(i, r)| {
-                let position = if single {
-                    Position::Single
-                } else {
-                    Position::Batch(i)
-                };
-                NewEvent::validate(r, position, now, self.max_future_skew)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        self.ingestor.ingest(scope, events).await
-    }
-
-    /// One event.
-    pub async fn get(&self, scope: &Scope, event_id: &str) -> Result<Event, EventError> {
-        let event_id = bounded_text("event_id", event_id.to_owned(), true)?;
-        self.store
-            .get_event(scope, &event_id)
-            .await?
-            .ok_or(EventError::NotFound(event_id))
-    }
-
-    /// A page of events, newest first, and the cursor of the next page when there may be one.
-    pub async fn list(
-        &self,
-        scope: &Scope,
-        filter: &ListFilter,
-        after: Option<Cursor>,
-        size: u32,
-    ) -> Result<(Vec<Event>, Option<Cursor>), EventError> {
-        if let (Some(start), Some(end)) = (filter.start_time, filter.end_time) {
-            if end <= start {
-                return Err(EventError::invalid("end_time", "must be after start_time"));
-            }
-        }
-        // One extra row tells whether another page exists without a second query.
-        let mut events = self
-            .store
-            .list_events(scope, filter, after, size + 1)
-            .await?;
-        let more = events.len() > size as usize;
-        events.truncate(size as usize);
-        let next = events.last().filter(|_| more).map(|e| Cursor {
-            ts: tollgate::time::to_micros(e.timestamp),
-            seq: e.seq,
-        });
-        Ok((events, next))
-    }
-
-    /// A usage report.
-    pub async fn usage(
-        &self,
-        scope: &Scope,
-        query: &UsageQuery,
-    ) -> Result<UsageReport, EventError> {
-        Ok(self.store.usage(scope, query).await?)
     }
 }
 
@@ -284,7 +185,7 @@ pub fn generate_event_id() -> String {
 
 /// Checks a text field: not blank when `required`, at most [`MAX_TEXT_CHARS`], no control
 /// characters. Returns it unchanged (ids and names are matched exactly, so nothing is trimmed).
-pub fn bounded_text(field: &str, value: String, required: bool) -> Result<String, EventError> {
+pub fn bounded_text(field: &str, value: String, required: bool) -> Result<String, Invalid> {
     checked_text(value, required, || field)
 }
 
@@ -293,10 +194,10 @@ fn checked_text<F: Into<String>>(
     value: String,
     required: bool,
     field: impl FnOnce() -> F,
-) -> Result<String, EventError> {
+) -> Result<String, Invalid> {
     match text_problem(&value, required) {
         None => Ok(value),
-        Some(problem) => Err(EventError::invalid(field(), problem)),
+        Some(problem) => Err(Invalid::field(field(), problem)),
     }
 }
 
@@ -328,8 +229,8 @@ mod tests {
             event_id: String::new(),
             event_name: name.into(),
             external_customer_id: customer.into(),
-            timestamp: None,
-            properties: Ok("{}".into()),
+            timestamp: ReceivedTime::Unset,
+            properties: None,
             source: String::new(),
         }
     }
@@ -346,7 +247,7 @@ mod tests {
         let err = NewEvent::validate(raw("n", ""), Position::Single, now, skew).unwrap_err();
         assert!(err.to_string().starts_with("event.external_customer_id"));
         let mut future = raw("n", "c");
-        future.timestamp = Some(Some(now + chrono::Duration::minutes(6)));
+        future.timestamp = ReceivedTime::At(now + chrono::Duration::minutes(6));
         let err = NewEvent::validate(future, Position::Single, now, skew).unwrap_err();
         assert_eq!(
             err.to_string(),

@@ -1,15 +1,8 @@
 //! Reading events: one by id, or pages of a filtered list, newest first, with keyset paging.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-
-use crate::EventError;
-
-/// Page size when the request names none.
-pub const DEFAULT_PAGE_SIZE: u32 = 50;
-/// Largest page size accepted.
-pub const MAX_PAGE_SIZE: u32 = 1000;
+use tollgate::invalid::Invalid;
+use tollgate::paging::{decode_token_with, encode_token};
 
 /// Which events to list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -26,6 +19,18 @@ pub struct ListFilter {
     pub end_time: Option<DateTime<Utc>>,
 }
 
+impl ListFilter {
+    /// Checks what no single field can: that the range is not empty.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        match (self.start_time, self.end_time) {
+            (Some(start), Some(end)) if end <= start => {
+                Err(Invalid::field("end_time", "must be after start_time"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Where a page starts: just after the last event of the previous page in (timestamp, seq)
 /// descending order. Keyset paging stays correct while new events arrive: a new event can only
 /// sort before the cursor (it is newer, or has a higher seq at an equal timestamp) or land in
@@ -38,53 +43,29 @@ pub struct Cursor {
     pub seq: i64,
 }
 
-const TOKEN_VERSION: &str = "v1";
-
 impl Cursor {
     /// The opaque page token.
     pub fn encode(self) -> String {
-        URL_SAFE_NO_PAD.encode(format!("{TOKEN_VERSION}:{}:{}", self.ts, self.seq))
+        encode_token(&format!("{}:{}", self.ts, self.seq))
     }
 
     /// Reads a page token (empty: the first page).
-    pub fn decode(token: &str) -> Result<Option<Self>, EventError> {
-        if token.is_empty() {
-            return Ok(None);
-        }
-        let invalid = || {
-            EventError::invalid(
-                "page_token",
-                "is not one this service issued: pass next_page_token unchanged",
-            )
-        };
-        let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
-        let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-        let mut parts = text.split(':');
-        match (parts.next(), parts.next(), parts.next(), parts.next()) {
-            (Some(TOKEN_VERSION), Some(ts), Some(seq), None) => Ok(Some(Self {
-                ts: ts.parse().map_err(|_| invalid())?,
-                seq: seq.parse().map_err(|_| invalid())?,
-            })),
-            _ => Err(invalid()),
-        }
-    }
-}
-
-/// Validates a requested page size (0 means the default).
-pub fn page_size(requested: i32) -> Result<u32, EventError> {
-    match u32::try_from(requested) {
-        Ok(0) => Ok(DEFAULT_PAGE_SIZE),
-        Ok(n) if n <= MAX_PAGE_SIZE => Ok(n),
-        _ => Err(EventError::invalid(
-            "page_size",
-            format!("must be between 0 (default {DEFAULT_PAGE_SIZE}) and {MAX_PAGE_SIZE}"),
-        )),
+    pub fn decode(token: &str) -> Result<Option<Self>, Invalid> {
+        decode_token_with(token, |position| {
+            let (ts, seq) = position.split_once(':').ok_or(())?;
+            Ok::<_, ()>(Self {
+                ts: ts.parse().map_err(|_| ())?,
+                seq: seq.parse().map_err(|_| ())?,
+            })
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     #[test]
     fn tokens_round_trip_and_reject_forgeries() {

@@ -18,9 +18,9 @@ use std::sync::Arc;
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::{IngestOutcome, NewEvent, Scope};
 use crate::EventError;
 use crate::metrics::EventMetrics;
+use crate::model::{IngestOutcome, NewEvent, Scope};
 use crate::store::{EventStore, StoreError};
 
 /// Requests waiting for the writer. When the queue is full, callers wait (back-pressure)
@@ -36,10 +36,9 @@ const MAX_GROUP_EVENTS: usize = 5000;
 const GROUPS_IN_FLIGHT: usize = 2;
 /// Times the writer lets the runtime run before closing a group, while each turn brings more
 /// requests. Requests arriving together on the connections are still being read and decoded when
-/// the first reaches the queue; closing the group at once committed 6-11 events at a time.
-/// Measured with 64 single events in flight (`IngestEvent`, SQLite, 3 alternating runs each, as
-/// a ratio to the health-check floor): none 0.34-0.41, one 0.45-0.48, three 0.50-0.59, eight
-/// 0.49-0.58, 32 0.46-0.52. One request alone pays a single yield, a few microseconds.
+/// the first reaches the queue, so closing the group at once commits a handful of events at a
+/// time; a few turns let the group fill, and more only add latency (the trial of 0 to 32 turns is
+/// in docs/benchmarks.md). One request alone pays a single yield, a few microseconds.
 const GATHER_TURNS: usize = 3;
 
 struct WriteRequest {
@@ -329,9 +328,9 @@ mod tests {
     use tokio::sync::Notify;
 
     use super::*;
-    use crate::events::query::{Cursor, ListFilter};
-    use crate::events::usage::{UsageQuery, UsageReport};
-    use crate::events::{Event, NewEvent};
+    use crate::model::query::{Cursor, ListFilter};
+    use crate::model::usage::{UsageQuery, UsageReport};
+    use crate::model::{Event, NewEvent};
     use crate::store::{Batch, EventStore};
 
     /// A real SQLite store whose syncs wait for the test to let them finish, and then succeed or
@@ -396,7 +395,8 @@ mod tests {
 
     async fn gated(dir: &std::path::Path, fail: bool) -> Arc<GatedSync> {
         let url = tollgate::testing::sqlite_in(dir);
-        let inner = crate::store::connect(&url).await.unwrap();
+        let inner: Arc<dyn EventStore> =
+            Arc::new(crate::store::sql::SqlStore::connect(&url).await.unwrap());
         assert!(inner.syncs_separately(), "SQLite commits are synced apart");
         Arc::new(GatedSync {
             inner,

@@ -1,0 +1,502 @@
+//! The store in SQL, written once for SQLite and PostgreSQL. Reads are portable statements with
+//! a few backend fragments (how the properties column reads as JSON); inserts go through each
+//! backend's fastest statement ([`sqlite`], [`postgres`]), and what they share (scopes, sorting
+//! out stored ids) is here.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sqlx::{PgPool, SqlitePool};
+use tollgate::database::DatabaseUrl;
+use tollgate::sql::{Backend, Db, Query};
+
+use super::{Batch, EventStore, Row, StoreError, postgres, sqlite};
+use crate::model::query::{Cursor, ListFilter};
+use crate::model::usage::{Aggregation, UsageQuery, UsageReport, UsageRow};
+use crate::model::{Event, Scope};
+
+/// Where writes go.
+#[derive(Debug, Clone)]
+enum Writer {
+    /// SQLite's dedicated writer connection, whose commits are durable once the log is synced.
+    Sqlite { pool: SqlitePool, wal: Arc<Path> },
+    /// Any connection of the PostgreSQL pool; commits are durable when they return.
+    Postgres(PgPool),
+}
+
+/// event-service's store on SQLite or PostgreSQL.
+#[derive(Debug)]
+pub struct SqlStore {
+    /// Reads (and, on PostgreSQL, writes).
+    db: Db,
+    writer: Writer,
+    scopes: ScopeIds,
+}
+
+impl SqlStore {
+    /// Opens the database the URL names (creating a SQLite file if needed) and applies pending
+    /// migrations.
+    pub async fn connect(url: &DatabaseUrl) -> Result<Self, StoreError> {
+        let (db, writer) = match url {
+            DatabaseUrl::Sqlite(path) => {
+                let opened = sqlite::open(path).await?;
+                let writer = Writer::Sqlite {
+                    pool: opened.writer,
+                    wal: opened.wal,
+                };
+                (Db::Sqlite(opened.readers), writer)
+            }
+            DatabaseUrl::Postgres(url) => {
+                let pool = postgres::open(url).await?;
+                (Db::Postgres(pool.clone()), Writer::Postgres(pool))
+            }
+        };
+        Ok(Self {
+            db,
+            writer,
+            scopes: ScopeIds::default(),
+        })
+    }
+
+    /// The writer as a [`Db`], for the few portable statements that write (scopes).
+    fn write_db(&self) -> Db {
+        match &self.writer {
+            Writer::Sqlite { pool, .. } => Db::Sqlite(pool.clone()),
+            Writer::Postgres(pool) => Db::Postgres(pool.clone()),
+        }
+    }
+
+    /// The scope's id, creating the scope first when `create`; `None` when it does not exist
+    /// (nothing was ever written there).
+    async fn scope_id(&self, scope: &Scope, create: bool) -> Result<Option<i64>, StoreError> {
+        if let Some(id) = self.scopes.get(scope) {
+            return Ok(Some(id));
+        }
+        if create {
+            self.write_db()
+                .execute(
+                    Query::new(
+                        "INSERT INTO scopes (tenant_id, environment) VALUES ($1, $2) \
+                         ON CONFLICT (tenant_id, environment) DO NOTHING",
+                    )
+                    .bind(scope.tenant_id.as_str())
+                    .bind(scope.environment.as_str()),
+                )
+                .await?;
+        }
+        let id: Option<(i64,)> = self
+            .db
+            .fetch_optional(
+                Query::new("SELECT id FROM scopes WHERE tenant_id = $1 AND environment = $2")
+                    .bind(scope.tenant_id.as_str())
+                    .bind(scope.environment.as_str()),
+            )
+            .await?;
+        if let Some((id,)) = id {
+            self.scopes.insert(scope, id);
+        }
+        Ok(id.map(|(id,)| id))
+    }
+
+    /// Inserts every row, all or nothing, failing with a unique violation if an id is stored.
+    async fn insert_new(&self, rows: &[Row<'_>], ingested_at: i64) -> Result<(), sqlx::Error> {
+        match &self.writer {
+            Writer::Sqlite { pool, .. } => sqlite::insert_new(pool, rows, ingested_at).await,
+            Writer::Postgres(pool) => postgres::insert_new(pool, rows, ingested_at).await,
+        }
+    }
+
+    /// Inserts the rows whose ids are not stored yet, in one transaction, and says which those
+    /// were. The database returns the key of each row it inserts; the keys are matched as a
+    /// multiset (an id sent twice is inserted once and is a duplicate the second time).
+    async fn insert_sorting_duplicates(
+        &self,
+        rows: &[Row<'_>],
+        ingested_at: i64,
+    ) -> Result<Vec<bool>, sqlx::Error> {
+        let returned = match &self.writer {
+            Writer::Sqlite { pool, .. } => {
+                sqlite::insert_returning(pool, rows, ingested_at).await?
+            }
+            Writer::Postgres(pool) => postgres::insert_returning(pool, rows, ingested_at).await?,
+        };
+        let mut inserted: HashMap<(i64, &str), usize> = HashMap::new();
+        for (scope_id, event_id) in &returned {
+            *inserted.entry((*scope_id, event_id.as_str())).or_default() += 1;
+        }
+        Ok(rows
+            .iter()
+            .map(|(scope_id, e)| {
+                match inserted
+                    .get_mut(&(*scope_id, e.event_id.as_str()))
+                    .filter(|count| **count > 0)
+                {
+                    Some(count) => {
+                        *count -= 1;
+                        true
+                    }
+                    None => false,
+                }
+            })
+            .collect())
+    }
+
+    /// `SELECT` of an event's columns, up to `WHERE scope_id = `.
+    fn select_events(&self) -> Query<'static> {
+        let properties = match self.db.backend() {
+            Backend::Sqlite => "properties",
+            Backend::Postgres => "properties::text",
+        };
+        Query::new(format!(
+            "SELECT seq, event_id, event_name, external_customer_id, ts, {properties} AS \
+             properties, source, ingested_at FROM events WHERE scope_id = "
+        ))
+    }
+
+    /// The expression of a top-level property's value as a double when it is a JSON number,
+    /// NULL otherwise.
+    fn push_numeric_property<'a>(&self, q: &mut Query<'a>, name: &'a str) {
+        match self.db.backend() {
+            Backend::Sqlite => {
+                q.push("CASE WHEN json_type(properties, ")
+                    .push_bind(sqlite_path(name))
+                    .push(") IN ('integer', 'real') THEN json_extract(properties, ")
+                    .push_bind(sqlite_path(name))
+                    .push(") END");
+            }
+            Backend::Postgres => {
+                q.push("CASE WHEN jsonb_typeof(properties -> ")
+                    .push_bind(name)
+                    .push("::text) = 'number' THEN (properties ->> ")
+                    .push_bind(name)
+                    .push("::text)::double precision END");
+            }
+        }
+    }
+
+    /// The expression of a top-level property's value as text, NULL when missing.
+    fn push_text_property<'a>(&self, q: &mut Query<'a>, name: &'a str) {
+        match self.db.backend() {
+            Backend::Sqlite => {
+                q.push("CAST(json_extract(properties, ")
+                    .push_bind(sqlite_path(name))
+                    .push(") AS TEXT)");
+            }
+            Backend::Postgres => {
+                q.push("(properties ->> ").push_bind(name).push("::text)");
+            }
+        }
+    }
+
+    /// The aggregated expression over one event's value, or (`counted`) the expression
+    /// counting the events that have one.
+    fn push_value<'a>(&self, q: &mut Query<'a>, aggregation: &'a Aggregation, counted: bool) {
+        let (function, distinct) = match aggregation {
+            Aggregation::Count => ("COUNT", false),
+            Aggregation::Sum(_) => ("SUM", false),
+            Aggregation::Min(_) => ("MIN", false),
+            Aggregation::Max(_) => ("MAX", false),
+            Aggregation::CountUnique(_) => ("COUNT", true),
+        };
+        q.push(if counted { "COUNT" } else { function });
+        q.push(if distinct && !counted {
+            "(DISTINCT "
+        } else {
+            "("
+        });
+        match aggregation {
+            Aggregation::Count => {
+                q.push("*");
+            }
+            Aggregation::Sum(p) | Aggregation::Min(p) | Aggregation::Max(p) => {
+                self.push_numeric_property(q, p.as_str());
+            }
+            Aggregation::CountUnique(None) => {
+                q.push("external_customer_id");
+            }
+            Aggregation::CountUnique(Some(p)) => self.push_text_property(q, p.as_str()),
+        }
+        q.push(")");
+    }
+
+    /// The report's rows (`grouped`: by window and customer as asked), or its one total row.
+    async fn usage_rows(
+        &self,
+        scope_id: i64,
+        query: &UsageQuery,
+        grouped: bool,
+    ) -> Result<Vec<UsageRow>, StoreError> {
+        let window = query.window.filter(|_| grouped);
+        let by_customer = query.group_by_customer && grouped;
+        let mut q = Query::new("SELECT ");
+        match window {
+            Some(width) => {
+                q.push("ts / ").push_bind(width).push(" AS win, ");
+            }
+            None => {
+                q.push("CAST(NULL AS BIGINT) AS win, ");
+            }
+        }
+        q.push(if by_customer {
+            "external_customer_id AS customer, "
+        } else {
+            "CAST(NULL AS TEXT) AS customer, "
+        });
+        q.push("CAST(");
+        self.push_value(&mut q, &query.aggregation, false);
+        q.push(" AS DOUBLE PRECISION) AS value, ");
+        self.push_value(&mut q, &query.aggregation, true);
+        q.push(" AS n FROM events WHERE scope_id = ")
+            .push_bind(scope_id);
+        q.push(" AND event_name = ")
+            .push_bind(query.event_name.as_str());
+        q.push(" AND ts >= ").push_bind(query.start);
+        q.push(" AND ts < ").push_bind(query.end);
+        if let Some(customer) = &query.external_customer_id {
+            q.push(" AND external_customer_id = ")
+                .push_bind(customer.as_str());
+        }
+        match (window.is_some(), by_customer) {
+            (true, true) => {
+                q.push(" GROUP BY win, customer");
+            }
+            (true, false) => {
+                q.push(" GROUP BY win");
+            }
+            (false, true) => {
+                q.push(" GROUP BY customer");
+            }
+            (false, false) => {}
+        }
+        // Leave out windows and customers with nothing to count.
+        q.push(" HAVING ");
+        self.push_value(&mut q, &query.aggregation, true);
+        q.push(" > 0");
+        if window.is_some() || by_customer {
+            q.push(" ORDER BY win, customer");
+        }
+        let rows: Vec<UsageRowRaw> = self.db.fetch_all(q).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| UsageRow {
+                window: r.win,
+                external_customer_id: r.customer,
+                value: r.value.unwrap_or_default(),
+                event_count: r.n,
+            })
+            .collect())
+    }
+}
+
+/// The JSON path of a top-level property for SQLite's JSON functions. Names are letters,
+/// digits, `_` and `-` (checked by `PropertyName`), so quoting is safe.
+fn sqlite_path(name: &str) -> String {
+    format!("$.\"{name}\"")
+}
+
+#[async_trait]
+impl EventStore for SqlStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(self.db.ping().await?)
+    }
+
+    fn pool_stats(&self) -> (u32, usize) {
+        let (size, idle) = self.db.pool_stats();
+        match &self.writer {
+            Writer::Sqlite { pool, .. } => (size + pool.size(), idle + pool.num_idle()),
+            Writer::Postgres(_) => (size, idle),
+        }
+    }
+
+    fn writers(&self) -> usize {
+        match &self.writer {
+            // SQLite has one writer at a time: a second would only wait for the lock.
+            Writer::Sqlite { .. } => 1,
+            Writer::Postgres(_) => postgres::WRITERS,
+        }
+    }
+
+    async fn insert(&self, batches: &[Batch<'_>]) -> Result<Vec<Vec<bool>>, StoreError> {
+        let ingested_at = tollgate::time::to_micros(tollgate::time::now());
+        // Scopes are created outside the transaction: creating one is idempotent, and a cached
+        // id must never point at a row a rollback removed.
+        let mut scope_ids = Vec::with_capacity(batches.len());
+        for (scope, _) in batches {
+            scope_ids.push(
+                self.scope_id(scope, true)
+                    .await?
+                    .ok_or(sqlx::Error::RowNotFound)?,
+            );
+        }
+        let rows: Vec<Row<'_>> = batches
+            .iter()
+            .zip(&scope_ids)
+            .flat_map(|((_, events), id)| events.iter().map(move |e| (*id, e)))
+            .collect();
+        // The common case: every row is new. Plain inserts are tried first: ON CONFLICT makes
+        // PostgreSQL insert each row speculatively, probing the idempotency index before and
+        // after, while a plain insert meets a stored id as a unique violation that undoes the
+        // whole attempt. Only then are the duplicates sorted out.
+        let new_rows = match self.insert_new(&rows, ingested_at).await {
+            Ok(()) => vec![true; rows.len()],
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                self.insert_sorting_duplicates(&rows, ingested_at).await?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut flags = new_rows.into_iter();
+        Ok(batches
+            .iter()
+            .map(|(_, events)| flags.by_ref().take(events.len()).collect())
+            .collect())
+    }
+
+    fn syncs_separately(&self) -> bool {
+        matches!(self.writer, Writer::Sqlite { .. })
+    }
+
+    async fn sync(&self) -> Result<(), StoreError> {
+        match &self.writer {
+            Writer::Sqlite { wal, .. } => sqlite::sync(wal.clone()).await,
+            Writer::Postgres(_) => Ok(()),
+        }
+    }
+
+    async fn get_event(&self, scope: &Scope, event_id: &str) -> Result<Option<Event>, StoreError> {
+        let Some(scope_id) = self.scope_id(scope, false).await? else {
+            return Ok(None);
+        };
+        let mut q = self.select_events();
+        q.push_bind(scope_id);
+        q.push(" AND event_id = ").push_bind(event_id);
+        let row: Option<EventRow> = self.db.fetch_optional(q).await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn list_events(
+        &self,
+        scope: &Scope,
+        filter: &ListFilter,
+        after: Option<Cursor>,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        let Some(scope_id) = self.scope_id(scope, false).await? else {
+            return Ok(Vec::new());
+        };
+        let mut q = self.select_events();
+        q.push_bind(scope_id);
+        if let Some(name) = &filter.event_name {
+            q.push(" AND event_name = ").push_bind(name.as_str());
+        }
+        if let Some(customer) = &filter.external_customer_id {
+            q.push(" AND external_customer_id = ")
+                .push_bind(customer.as_str());
+        }
+        if let Some(source) = &filter.source {
+            q.push(" AND source = ").push_bind(source.as_str());
+        }
+        if let Some(start) = filter.start_time {
+            q.push(" AND ts >= ")
+                .push_bind(tollgate::time::to_micros(start));
+        }
+        if let Some(end) = filter.end_time {
+            q.push(" AND ts < ")
+                .push_bind(tollgate::time::to_micros(end));
+        }
+        if let Some(cursor) = after {
+            // A row-value comparison, unlike the equivalent OR, lets both SQLite and PostgreSQL
+            // seek the (ts DESC, seq DESC) index to the cursor instead of scanning every newer
+            // row: a deep page costs what the first one does.
+            q.push(" AND (ts, seq) < (").push_bind(cursor.ts);
+            q.push(", ").push_bind(cursor.seq);
+            q.push(")");
+        }
+        q.push(" ORDER BY ts DESC, seq DESC LIMIT ")
+            .push_bind(i64::from(limit));
+        let rows: Vec<EventRow> = self.db.fetch_all(q).await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn usage(&self, scope: &Scope, query: &UsageQuery) -> Result<UsageReport, StoreError> {
+        let Some(scope_id) = self.scope_id(scope, false).await? else {
+            return Ok(UsageReport {
+                rows: Vec::new(),
+                total: 0.0,
+            });
+        };
+        let rows = self.usage_rows(scope_id, query, true).await?;
+        let total = if query.window.is_none() && !query.group_by_customer {
+            rows.first().map(|r| r.value).unwrap_or_default()
+        } else {
+            // Distinct counts, minima and maxima do not add up: ask for the total.
+            self.usage_rows(scope_id, query, false)
+                .await?
+                .first()
+                .map(|r| r.value)
+                .unwrap_or_default()
+        };
+        Ok(UsageReport { rows, total })
+    }
+}
+
+/// The ids of the scopes seen so far. Scopes are few (tenants × 2) and never deleted, so they
+/// are kept for the life of the process; a scope not yet known is looked up (and, for a write,
+/// created) in the database.
+#[derive(Debug, Default)]
+struct ScopeIds(std::sync::Mutex<HashMap<Scope, i64>>);
+
+impl ScopeIds {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Scope, i64>> {
+        // The map holds no invariant a panic could break: a poisoned lock is still usable.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn get(&self, scope: &Scope) -> Option<i64> {
+        self.lock().get(scope).copied()
+    }
+
+    fn insert(&self, scope: &Scope, id: i64) {
+        self.lock().insert(scope.clone(), id);
+    }
+}
+
+/// An `events` row.
+#[derive(Debug, sqlx::FromRow)]
+struct EventRow {
+    seq: i64,
+    event_id: String,
+    event_name: String,
+    external_customer_id: String,
+    ts: i64,
+    properties: String,
+    source: String,
+    ingested_at: i64,
+}
+
+impl From<EventRow> for Event {
+    fn from(r: EventRow) -> Self {
+        Event {
+            seq: r.seq,
+            event_id: r.event_id,
+            event_name: r.event_name,
+            external_customer_id: r.external_customer_id,
+            timestamp: tollgate::time::from_micros(r.ts),
+            properties: r.properties,
+            source: r.source,
+            ingested_at: tollgate::time::from_micros(r.ingested_at),
+        }
+    }
+}
+
+/// A usage row.
+#[derive(Debug, sqlx::FromRow)]
+struct UsageRowRaw {
+    win: Option<i64>,
+    customer: Option<String>,
+    value: Option<f64>,
+    n: i64,
+}

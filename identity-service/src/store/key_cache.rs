@@ -1,0 +1,236 @@
+//! A short-lived cache of API key records by digest, wrapped around the store, so that
+//! `Authorize` (called on every cache miss of every event-service replica) answers from memory
+//! rather than from the database.
+//!
+//! Revocation stays prompt: every delete that goes through this wrapper empties the cache before
+//! it returns, and other replicas (sharing PostgreSQL) drop their copy within the TTL, which is
+//! therefore part of the published revocation bound. Unknown digests are not cached, so a key
+//! created on another replica works at once. Expiry is decided against the clock on every call,
+//! never cached.
+//!
+//! A lookup that read a record before a delete committed must not put it into the cache after
+//! the delete emptied it: each delete bumps a generation counter, and a lookup whose read spans a
+//! bump drops what it cached.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use moka::future::Cache;
+use tollgate::ids::{ApiKeyId, TenantId, UserId};
+use tollgate::keys::KeyDigest;
+
+use super::{DeleteUserOutcome, IdentityStore, StoreError};
+use crate::metrics::CacheLookups;
+use crate::model::api_keys::ApiKey;
+use crate::model::roles::RoleSet;
+use crate::model::tenants::Tenant;
+use crate::model::users::{User, UserType};
+
+/// Records held at most; about 400 bytes each.
+const CAPACITY: u64 = 100_000;
+
+/// A cached key record and when its use was last written.
+#[derive(Debug)]
+struct CachedKey {
+    key: Arc<ApiKey>,
+    /// `last_used_at` as this replica last wrote or read it, in microseconds.
+    last_use: AtomicI64,
+}
+
+impl CachedKey {
+    /// Claims the right to write `now` as the key's last use, when the last write is older
+    /// than `stale_before`. Only one of several concurrent callers wins.
+    fn claim_use(&self, now: DateTime<Utc>, stale_before: DateTime<Utc>) -> bool {
+        let last = self.last_use.load(Ordering::Relaxed);
+        last < tollgate::time::to_micros(stale_before)
+            && self
+                .last_use
+                .compare_exchange(
+                    last,
+                    tollgate::time::to_micros(now),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+    }
+}
+
+/// A store whose digest lookups are cached for a TTL.
+#[derive(Debug)]
+pub struct CachedKeys<S> {
+    inner: S,
+    cache: Cache<KeyDigest, Arc<CachedKey>>,
+    /// Bumped by every delete, after it committed and before the cache is emptied.
+    generation: AtomicU64,
+    lookups: CacheLookups,
+}
+
+impl<S: IdentityStore> CachedKeys<S> {
+    /// Caches `inner`'s key records for `ttl` (zero: no caching, every lookup reads).
+    pub fn new(inner: S, ttl: Duration, lookups: CacheLookups) -> Self {
+        Self {
+            inner,
+            cache: Cache::builder()
+                .max_capacity(if ttl.is_zero() { 0 } else { CAPACITY })
+                .time_to_live(ttl.max(Duration::from_nanos(1)))
+                .build(),
+            generation: AtomicU64::new(0),
+            lookups,
+        }
+    }
+
+    /// Forgets every cached record: a delete on this replica has committed.
+    fn revoked(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.cache.invalidate_all();
+    }
+
+    async fn lookup(&self, digest: &KeyDigest) -> Result<Option<Arc<CachedKey>>, StoreError> {
+        if let Some(hit) = self.cache.get(digest).await {
+            self.lookups.hit.inc();
+            return Ok(Some(hit));
+        }
+        self.lookups.miss.inc();
+        let generation = self.generation.load(Ordering::SeqCst);
+        let Some(key) = self.inner.find_api_key_by_digest(digest).await? else {
+            return Ok(None);
+        };
+        let cached = Arc::new(CachedKey {
+            last_use: AtomicI64::new(
+                key.last_used_at
+                    .map(tollgate::time::to_micros)
+                    .unwrap_or(i64::MIN),
+            ),
+            key,
+        });
+        self.cache.insert(*digest, cached.clone()).await;
+        // A delete that committed after the read above bumped the generation: the record may be
+        // a revoked key's, so it must not outlive this call. A delete that bumps it only after
+        // this check empties the cache after the insert above, which removes the record too.
+        if self.generation.load(Ordering::SeqCst) != generation {
+            self.cache.invalidate(digest).await;
+        }
+        Ok(Some(cached))
+    }
+}
+
+#[async_trait]
+impl<S: IdentityStore> IdentityStore for CachedKeys<S> {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+
+    fn pool_stats(&self) -> (u32, usize) {
+        self.inner.pool_stats()
+    }
+
+    async fn create_tenant(
+        &self,
+        tenant: &Tenant,
+        user: &User,
+        key: &ApiKey,
+    ) -> Result<(), StoreError> {
+        self.inner.create_tenant(tenant, user, key).await
+    }
+
+    async fn find_tenant_by_name(&self, name: &str) -> Result<Option<Tenant>, StoreError> {
+        self.inner.find_tenant_by_name(name).await
+    }
+
+    async fn insert_user(&self, user: &User) -> Result<(), StoreError> {
+        self.inner.insert_user(user).await
+    }
+
+    async fn get_user(&self, tenant: &TenantId, id: &UserId) -> Result<Option<User>, StoreError> {
+        self.inner.get_user(tenant, id).await
+    }
+
+    async fn list_users(
+        &self,
+        tenant: &TenantId,
+        filter: Option<UserType>,
+        after: Option<&UserId>,
+        limit: u32,
+    ) -> Result<Vec<User>, StoreError> {
+        self.inner.list_users(tenant, filter, after, limit).await
+    }
+
+    async fn update_user_roles(
+        &self,
+        tenant: &TenantId,
+        id: &UserId,
+        roles: &RoleSet,
+        now: DateTime<Utc>,
+    ) -> Result<Option<User>, StoreError> {
+        // Keys keep the roles they copied: no cached record changes.
+        self.inner.update_user_roles(tenant, id, roles, now).await
+    }
+
+    async fn delete_user(
+        &self,
+        tenant: &TenantId,
+        id: &UserId,
+    ) -> Result<DeleteUserOutcome, StoreError> {
+        let outcome = self.inner.delete_user(tenant, id).await?;
+        if matches!(outcome, DeleteUserOutcome::Deleted { .. }) {
+            self.revoked();
+        }
+        Ok(outcome)
+    }
+
+    async fn insert_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
+        self.inner.insert_api_key(key).await
+    }
+
+    async fn get_api_key(
+        &self,
+        tenant: &TenantId,
+        id: &ApiKeyId,
+    ) -> Result<Option<ApiKey>, StoreError> {
+        self.inner.get_api_key(tenant, id).await
+    }
+
+    async fn list_api_keys(
+        &self,
+        tenant: &TenantId,
+        owner: Option<&UserId>,
+        after: Option<&ApiKeyId>,
+        limit: u32,
+    ) -> Result<Vec<ApiKey>, StoreError> {
+        self.inner.list_api_keys(tenant, owner, after, limit).await
+    }
+
+    async fn delete_api_key(&self, tenant: &TenantId, id: &ApiKeyId) -> Result<bool, StoreError> {
+        let deleted = self.inner.delete_api_key(tenant, id).await?;
+        if deleted {
+            self.revoked();
+        }
+        Ok(deleted)
+    }
+
+    async fn find_api_key_by_digest(
+        &self,
+        digest: &KeyDigest,
+    ) -> Result<Option<Arc<ApiKey>>, StoreError> {
+        Ok(self.lookup(digest).await?.map(|cached| cached.key.clone()))
+    }
+
+    /// Writes through at most once per key and `stale_before` period on this replica (the
+    /// store's conditional update keeps replicas from writing more often than that).
+    async fn touch_api_key(
+        &self,
+        key: &ApiKey,
+        now: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if let Some(cached) = self.cache.get(&key.digest).await {
+            if !cached.claim_use(now, stale_before) {
+                return Ok(());
+            }
+        }
+        self.inner.touch_api_key(key, now, stale_before).await
+    }
+}

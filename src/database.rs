@@ -65,11 +65,6 @@ impl FromStr for DatabaseUrl {
 }
 
 impl DatabaseUrl {
-    /// The default: a SQLite file under `./data/`.
-    pub fn default_sqlite(file_name: &str) -> Self {
-        Self::Sqlite(Path::new("data").join(file_name))
-    }
-
     /// Options for a SQLite file: created if missing, WAL (readers never block the writer),
     /// `synchronous = FULL` (an acknowledged write survives even power loss), foreign keys on.
     /// Creates the file's folder, which SQLite will not do.

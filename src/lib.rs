@@ -1,6 +1,8 @@
 //! Tollgate's shared API crate: the generated gRPC modules and the few types both services share
-//! (ids, the API key format, permissions, metadata header names, database URLs, telemetry, and
-//! the serving/shutdown plumbing). No business logic and no SQL live here.
+//! (ids, the API key format, permissions, metadata header names, paging, input errors), and the
+//! plumbing both serve with (database URLs and pools, running a statement on either backend,
+//! telemetry, health, drain). No business logic and no SQL statement live here: each service
+//! writes its own.
 #![forbid(unsafe_code)]
 
 pub mod base62;
@@ -13,6 +15,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod paging;
 pub mod permissions;
+#[cfg(feature = "testing")]
 pub mod process;
 pub mod server;
 pub mod sql;

@@ -11,8 +11,8 @@ use tokio::sync::Notify;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-/// A boxed future: the shutdown signal handed to tonic, and the database ping.
-pub type Signal<T = ()> = Pin<Box<dyn Future<Output = T> + Send>>;
+/// A boxed future, for the shutdown signal handed to tonic.
+pub type Signal = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// The health service name that stays SERVING while the process runs (liveness probes).
 pub const LIVENESS: &str = "liveness";
@@ -203,32 +203,14 @@ async fn receive(installed: std::io::Result<tokio::signal::unix::Signal>, name: 
     }
 }
 
-/// How a service's database is watched: pinged for health, its pool read for the gauge.
-#[derive(Clone)]
-pub struct DatabaseProbe {
-    ping: Arc<dyn Fn() -> Signal<bool> + Send + Sync>,
-    pool_stats: Arc<dyn Fn() -> (u32, usize) + Send + Sync>,
-}
-
-impl std::fmt::Debug for DatabaseProbe {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("DatabaseProbe")
-    }
-}
-
-impl DatabaseProbe {
-    /// `ping` answers whether the database does; `pool_stats` gives the pool's size and idle
-    /// connections.
-    pub fn new<P, F>(ping: P, pool_stats: impl Fn() -> (u32, usize) + Send + Sync + 'static) -> Self
-    where
-        P: Fn() -> F + Send + Sync + 'static,
-        F: Future<Output = bool> + Send + 'static,
-    {
-        Self {
-            ping: Arc::new(move || Box::pin(ping())),
-            pool_stats: Arc::new(pool_stats),
-        }
-    }
+/// What health follows and the pool gauge reads of a service's database: both services' store
+/// traits extend it.
+#[async_trait::async_trait]
+pub trait DatabaseHealth: Send + Sync + std::fmt::Debug + 'static {
+    /// Whether the database answers.
+    async fn reachable(&self) -> bool;
+    /// The connection pools' size and idle connections.
+    fn pool_stats(&self) -> (u32, usize);
 }
 
 /// What both services serve the same way: health (following the database), reflection, the
@@ -242,7 +224,7 @@ pub struct Serving {
     /// The service's metrics, served on the metrics listener if there is one.
     pub metrics: crate::metrics::Metrics,
     /// The database that health follows.
-    pub database: DatabaseProbe,
+    pub database: Arc<dyn DatabaseHealth>,
     /// How long the drain waits for in-flight requests.
     pub grace: Duration,
 }
@@ -296,17 +278,22 @@ impl Serving {
         Fut: Future<Output = Result<(), tonic::transport::Error>>,
     {
         let (health, health_service) = Health::new(self.services).await;
-        let ping = self.database.ping.clone();
-        let watcher = health.watch_database(move || ping()).await;
+        let database = self.database.clone();
+        let watcher = health
+            .watch_database(move || {
+                let database = database.clone();
+                async move { database.reachable().await }
+            })
+            .await;
         let (reflection_v1, reflection_v1alpha) =
             reflection_services(self.services, &[tonic_health::pb::FILE_DESCRIPTOR_SET])?;
         let routes = tonic::service::Routes::new(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
         let metrics_task = self.listeners.metrics.map(|server| {
-            let pool_stats = self.database.pool_stats.clone();
+            let database = self.database.clone();
             server.serve(self.metrics.clone(), move |m| {
-                let (size, idle) = pool_stats();
+                let (size, idle) = database.pool_stats();
                 m.set_pool(size, idle);
             })
         });

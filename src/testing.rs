@@ -1,4 +1,6 @@
-//! Test support shared by the services' suites (feature `testing`): a fresh database per test.
+//! Test support shared by the services' suites (feature `testing`): a fresh database per test,
+//! and the requests every suite makes.
+#![allow(clippy::expect_used)] // test support fails loudly by design
 
 use std::path::Path;
 
@@ -8,6 +10,17 @@ use crate::database::DatabaseUrl;
 
 /// The variable naming a PostgreSQL server the PostgreSQL suites may create databases on.
 pub const TEST_DATABASE_URL: &str = "TEST_DATABASE_URL";
+
+/// A request carrying `key` in the `x-api-key` header, as clients send it.
+pub fn with_key<T>(key: &str, message: T) -> tonic::Request<T> {
+    crate::metadata::with_api_key(key, message).expect("a key is a valid header value")
+}
+
+/// SHA-256 of a raw key, as event-service sends it to `Authorize`.
+pub fn digest(key: &str) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(key.as_bytes()).to_vec()
+}
 
 /// A SQLite database file inside `dir` (a temporary folder the test owns).
 pub fn sqlite_in(dir: &Path) -> DatabaseUrl {

@@ -8,12 +8,14 @@ use std::time::Duration;
 
 use event_service::authz::cache::AuthCache;
 use identity_service::Identity;
+use identity_service::testing::TestIdentity;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tollgate::proto::events::v1 as ev;
 use tollgate::proto::identity::v1 as id;
+pub use tollgate::testing::{digest, with_key};
+use tonic::Status;
 use tonic::transport::Channel;
-use tonic::{Request, Status};
 
 /// A running service and how to stop it.
 #[derive(Debug)]
@@ -52,7 +54,7 @@ impl Running {
 #[derive(Debug)]
 pub struct Stack {
     /// identity-service.
-    pub identity: Running,
+    pub identity: TestIdentity,
     /// event-service.
     pub events: Running,
     /// The identity domain, to bootstrap tenants and write keys directly.
@@ -69,7 +71,6 @@ pub struct Stack {
     pub tenant_id: String,
     /// The first tenant's admin account.
     pub admin_id: String,
-    identity_channel: Channel,
     events_channel: Channel,
     _dir: tempfile::TempDir,
 }
@@ -82,29 +83,14 @@ impl Stack {
 
     /// Both services, event-service caching decisions for `ttl` (denials for at most `ttl`).
     pub async fn start_with_ttl(ttl: Duration) -> Self {
+        let identity = TestIdentity::spawn_with(|s| {
+            s.metrics_addr = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        })
+        .await;
         let dir = tempfile::tempdir().unwrap();
-        let mut identity_settings = identity_service::config::Settings::with_database(
-            tollgate::database::DatabaseUrl::Sqlite(dir.path().join("identity.db")),
-        );
-        identity_settings.metrics_addr = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
-        let identity_app = identity_service::startup::Application::build(identity_settings)
-            .await
-            .unwrap();
-        let identity_addr = identity_app.local_addr();
-        let identity_metrics = identity_app.metrics_addr().unwrap();
-        let identity_domain = identity_app.identity().clone();
-        let identity = Running::start(identity_addr, |stopped| async move {
-            identity_app
-                .run_until_stopped(async {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
-        });
-
         let mut settings = event_service::config::Settings::new(
             tollgate::database::DatabaseUrl::Sqlite(dir.path().join("events.db")),
-            url::Url::parse(&format!("http://{identity_addr}")).unwrap(),
+            identity.url(),
         );
         settings.auth_cache_ttl = ttl;
         settings.metrics_addr = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
@@ -123,23 +109,17 @@ impl Stack {
                 .await
                 .unwrap();
         });
-
-        let tenant = identity_domain
-            .bootstrap_tenant("acme", "admin")
-            .await
-            .unwrap();
         Self {
-            identity_channel: connect(identity_addr).await,
             events_channel: connect(events_addr).await,
+            identity_domain: identity.identity.clone(),
+            identity_metrics: identity.metrics_addr.unwrap(),
+            admin_key: identity.tenant.admin_key.clone(),
+            tenant_id: identity.tenant.tenant_id.clone(),
+            admin_id: identity.tenant.admin_id.clone(),
             identity,
             events,
-            identity_domain,
             auth_cache,
-            identity_metrics,
             events_metrics,
-            admin_key: tenant.secret.expose().to_owned(),
-            tenant_id: tenant.tenant.id.to_string(),
-            admin_id: tenant.user.id.to_string(),
             _dir: dir,
         }
     }
@@ -156,25 +136,7 @@ impl Stack {
 
     /// A service account with `roles` and a production key for it: (account id, key).
     pub async fn service_account_key(&self, roles: &[&str]) -> (String, String) {
-        let user = self
-            .users()
-            .create_user(with_key(
-                &self.admin_key,
-                id::CreateUserRequest {
-                    r#type: id::UserType::ServiceAccount.into(),
-                    roles: roles.iter().map(|r| r.to_string()).collect(),
-                    name: "svc".into(),
-                },
-            ))
-            .await
-            .unwrap()
-            .into_inner()
-            .user
-            .unwrap();
-        let key = self
-            .create_key(Some(&user.id), id::Environment::Unspecified)
-            .await;
-        (user.id, key.api_key)
+        self.identity.service_account_key(roles).await
     }
 
     /// A key for a service account (or the admin), in an environment (unset: production).
@@ -183,29 +145,17 @@ impl Stack {
         service_account_id: Option<&str>,
         environment: id::Environment,
     ) -> id::CreateApiKeyResponse {
-        self.keys()
-            .create_api_key(with_key(
-                &self.admin_key,
-                id::CreateApiKeyRequest {
-                    name: "e2e".into(),
-                    service_account_id: service_account_id.unwrap_or_default().into(),
-                    expires_at: None,
-                    environment: environment.into(),
-                },
-            ))
-            .await
-            .unwrap()
-            .into_inner()
+        self.identity.key_in(service_account_id, environment).await
     }
 
     /// identity-service's user client.
     pub fn users(&self) -> id::user_service_client::UserServiceClient<Channel> {
-        id::user_service_client::UserServiceClient::new(self.identity_channel.clone())
+        self.identity.users()
     }
 
     /// identity-service's key client.
     pub fn keys(&self) -> id::api_key_service_client::ApiKeyServiceClient<Channel> {
-        id::api_key_service_client::ApiKeyServiceClient::new(self.identity_channel.clone())
+        self.identity.keys()
     }
 
     /// event-service's client.
@@ -258,11 +208,6 @@ async fn connect(addr: SocketAddr) -> Channel {
         .connect()
         .await
         .unwrap()
-}
-
-/// A request carrying `key` in x-api-key.
-pub fn with_key<T>(key: &str, message: T) -> Request<T> {
-    tollgate::metadata::with_api_key(key, message).unwrap()
 }
 
 /// An event for `customer` named `name`, with a numeric `tokens` property.

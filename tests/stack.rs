@@ -145,29 +145,9 @@ async fn a_deleted_key_stops_working_within_the_cache_ttl() {
 
 #[tokio::test]
 async fn an_expired_key_is_refused() {
-    use identity_service::model::api_keys::{ApiKey, KeyName};
-    use tollgate::ids::{TenantId, UserId};
     let stack = Stack::start().await;
-    let store = stack.identity_domain.store();
-    let owner = store
-        .get_user(
-            &TenantId::parse(&stack.tenant_id).unwrap(),
-            &UserId::parse(&stack.admin_id).unwrap(),
-        )
-        .await
-        .unwrap()
-        .unwrap();
-    let now = tollgate::time::now();
-    let (key, secret) = ApiKey::issue(
-        &owner,
-        tollgate::keys::Environment::Production,
-        KeyName::parse("old").unwrap(),
-        Some(now - chrono::Duration::seconds(1)),
-        now - chrono::Duration::days(1),
-    )
-    .unwrap();
-    store.insert_api_key(&key).await.unwrap();
-    let err = can_read(&stack, secret.expose()).await.unwrap_err();
+    let expired = stack.identity.insert_expired_key().await;
+    let err = can_read(&stack, &expired).await.unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
     assert!(err.message().contains("expired"), "{err:?}");
 }
@@ -178,7 +158,7 @@ async fn with_identity_down_an_uncached_key_fails_closed() {
     let (_, cached) = stack.service_account_key(&["event_ingestor"]).await;
     let (_, uncached) = stack.service_account_key(&["event_ingestor"]).await;
     can_write(&stack, &cached).await.unwrap();
-    stack.identity.stop().await;
+    stack.identity.shut_down().await;
 
     for _ in 0..3 {
         let err = can_write(&stack, &uncached).await.unwrap_err();

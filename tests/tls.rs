@@ -7,13 +7,14 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use identity_service::testing::TestIdentity;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 use tollgate::database::DatabaseUrl;
 use tollgate::proto::events::v1 as ev;
 use tollgate::proto::identity::v1 as id;
 use tollgate::server::check_health;
 use tollgate::tls::{HealthTlsArgs, ServerTlsArgs};
-use tollgate_e2e::{event, with_key};
+use tollgate_e2e::{digest, event, with_key};
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
@@ -95,6 +96,7 @@ struct TlsStack {
     identity: SocketAddr,
     events: SocketAddr,
     admin: String,
+    _identity: TestIdentity,
     _data: tempfile::TempDir,
 }
 
@@ -102,24 +104,8 @@ struct TlsStack {
 /// reaching identity-service over TLS with the client certificate if `with_client_cert`.
 async fn start(pki: &Pki, with_client_cert: bool) -> TlsStack {
     let data = tempfile::tempdir().unwrap();
-    let mut settings = identity_service::config::Settings::with_database(DatabaseUrl::Sqlite(
-        data.path().join("id.db"),
-    ));
-    settings.tls = pki.server_tls(true);
-    let identity_app = identity_service::startup::Application::build(settings)
-        .await
-        .unwrap();
-    let identity = identity_app.local_addr();
-    let admin = identity_app
-        .identity()
-        .bootstrap_tenant("acme", "admin")
-        .await
-        .unwrap()
-        .secret
-        .expose()
-        .to_owned();
-    tokio::spawn(identity_app.run_until_stopped(std::future::pending()));
-
+    let running = TestIdentity::spawn_with(|s| s.tls = pki.server_tls(true)).await;
+    let (identity, admin) = (running.addr, running.admin().to_owned());
     let url = url::Url::parse(&format!("https://localhost:{}", identity.port())).unwrap();
     let mut settings =
         event_service::config::Settings::new(DatabaseUrl::Sqlite(data.path().join("ev.db")), url);
@@ -138,13 +124,9 @@ async fn start(pki: &Pki, with_client_cert: bool) -> TlsStack {
         identity,
         events,
         admin,
+        _identity: running,
         _data: data,
     }
-}
-
-fn digest(key: &str) -> Vec<u8> {
-    use sha2::Digest;
-    sha2::Sha256::digest(key.as_bytes()).to_vec()
 }
 
 #[tokio::test]

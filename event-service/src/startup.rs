@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tollgate::metrics::{Metrics, MetricsServer};
 use tollgate::proto::events::v1::event_service_server::EventServiceServer;
-use tollgate::server::{DatabaseProbe, Listeners, ServeError, Serving};
+use tollgate::server::{Listeners, ServeError, Serving};
 
 use crate::authz::cache::AuthCache;
 use crate::authz::client::IdentityClient;
@@ -147,18 +147,11 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
-        let (store, pool) = (self.store.clone(), self.store.clone());
         let serving = Serving {
             services: SERVICE_NAMES,
             listeners: self.listeners,
             metrics: self.metrics.clone(),
-            database: DatabaseProbe::new(
-                move || {
-                    let store = store.clone();
-                    async move { store.ping().await.is_ok() }
-                },
-                move || pool.pool_stats(),
-            ),
+            database: self.store.clone(),
             grace: self.settings.shutdown_grace,
         };
         let settings = self.settings;

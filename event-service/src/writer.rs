@@ -344,13 +344,17 @@ mod tests {
     }
 
     #[async_trait]
-    impl EventStore for GatedSync {
-        async fn ping(&self) -> Result<(), StoreError> {
-            self.inner.ping().await
+    impl tollgate::server::DatabaseHealth for GatedSync {
+        async fn reachable(&self) -> bool {
+            self.inner.reachable().await
         }
         fn pool_stats(&self) -> (u32, usize) {
             self.inner.pool_stats()
         }
+    }
+
+    #[async_trait]
+    impl EventStore for GatedSync {
         fn writers(&self) -> usize {
             self.inner.writers()
         }

@@ -7,10 +7,11 @@
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
+use identity_service::testing::TestIdentity;
 use tollgate::database::DatabaseUrl;
 use tollgate::process::ServiceProcess;
 use tollgate::proto::events::v1 as ev;
-use tonic::Request;
+use tollgate::testing::with_key;
 use tonic::transport::Channel;
 
 const BIN: &str = env!("CARGO_BIN_EXE_event-service");
@@ -18,10 +19,6 @@ const CLIENTS: usize = 8;
 /// Acknowledgements to wait for before the kill; each client stops after this many sends anyway.
 const ACKS_BEFORE_KILL: usize = 400;
 const MAX_SENDS_PER_CLIENT: usize = 5_000;
-
-fn with_key<T>(key: &str, message: T) -> Request<T> {
-    tollgate::metadata::with_api_key(key, message).unwrap()
-}
 
 fn start_events(database_url: &DatabaseUrl, identity: &str) -> ServiceProcess {
     let mut command = Command::new(BIN);
@@ -42,24 +39,9 @@ fn start_events(database_url: &DatabaseUrl, identity: &str) -> ServiceProcess {
 }
 
 async fn acknowledged_events_survive_sigkill(events_db: DatabaseUrl) {
-    let dir = tempfile::tempdir().unwrap();
-    let identity_app = identity_service::startup::Application::build(
-        identity_service::config::Settings::with_database(DatabaseUrl::Sqlite(
-            dir.path().join("id.db"),
-        )),
-    )
-    .await
-    .unwrap();
-    let identity_url = format!("http://{}", identity_app.local_addr());
-    let key = identity_app
-        .identity()
-        .bootstrap_tenant("acme", "admin")
-        .await
-        .unwrap()
-        .secret
-        .expose()
-        .to_owned();
-    tokio::spawn(identity_app.run_until_stopped(std::future::pending()));
+    let identity = TestIdentity::spawn().await;
+    let identity_url = identity.url().to_string();
+    let key = identity.admin().to_owned();
 
     let mut service = start_events(&events_db, &identity_url);
     let channel = Channel::from_shared(format!("http://{}", service.addr))

@@ -17,6 +17,8 @@ pub mod model;
 pub mod startup;
 pub mod store;
 pub mod tenants;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod users;
 
 use std::sync::Arc;

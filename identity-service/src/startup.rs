@@ -10,7 +10,7 @@ use tollgate::proto::identity::v1::{
     authorization_service_server::AuthorizationServiceServer,
     role_service_server::RoleServiceServer, user_service_server::UserServiceServer,
 };
-use tollgate::server::{DatabaseProbe, Listeners, ServeError, Serving};
+use tollgate::server::{Listeners, ServeError, Serving};
 
 use crate::Identity;
 use crate::config::Settings;
@@ -112,19 +112,11 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartupError> {
-        let store = self.identity.store().clone();
-        let pool = store.clone();
         let serving = Serving {
             services: SERVICE_NAMES,
             listeners: self.listeners,
             metrics: self.metrics.clone(),
-            database: DatabaseProbe::new(
-                move || {
-                    let store = store.clone();
-                    async move { store.ping().await.is_ok() }
-                },
-                move || pool.pool_stats(),
-            ),
+            database: self.identity.store().clone(),
             grace: self.settings.shutdown_grace,
         };
         let api = GrpcApi::new(

@@ -3,13 +3,11 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-mod common;
-
 use std::process::Command;
 
-use common::{digest, with_key};
 use tollgate::process::ServiceProcess;
 use tollgate::proto::identity::v1 as pb;
+use tollgate::testing::{digest, with_key};
 
 const BIN: &str = env!("CARGO_BIN_EXE_identity-service");
 

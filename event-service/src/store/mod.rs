@@ -7,6 +7,7 @@ pub mod sql;
 pub mod sqlite;
 
 use async_trait::async_trait;
+use tollgate::server::DatabaseHealth;
 
 use crate::model::query::{Cursor, ListFilter};
 use crate::model::usage::{UsageQuery, UsageReport};
@@ -31,11 +32,7 @@ pub type Batch<'a> = (&'a Scope, &'a [NewEvent]);
 
 /// Everything event-service keeps. Every method is scoped to a tenant and environment.
 #[async_trait]
-pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
-    /// Whether the database answers.
-    async fn ping(&self) -> Result<(), StoreError>;
-    /// The connection pools' size and idle connections, for metrics.
-    fn pool_stats(&self) -> (u32, usize);
+pub trait EventStore: DatabaseHealth {
     /// How many commit groups may be written at once.
     fn writers(&self) -> usize;
     /// Inserts every batch in one transaction, skipping events whose id is already stored in

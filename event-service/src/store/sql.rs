@@ -10,6 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sqlx::{PgPool, SqlitePool};
 use tollgate::database::DatabaseUrl;
+use tollgate::server::DatabaseHealth;
 use tollgate::sql::{Backend, Db, Query};
 
 use super::{Batch, EventStore, Row, StoreError, postgres, sqlite};
@@ -297,9 +298,9 @@ fn sqlite_path(name: &str) -> String {
 }
 
 #[async_trait]
-impl EventStore for SqlStore {
-    async fn ping(&self) -> Result<(), StoreError> {
-        Ok(self.db.ping().await?)
+impl DatabaseHealth for SqlStore {
+    async fn reachable(&self) -> bool {
+        self.db.ping().await.is_ok()
     }
 
     fn pool_stats(&self) -> (u32, usize) {
@@ -309,7 +310,10 @@ impl EventStore for SqlStore {
             Writer::Postgres(_) => (size, idle),
         }
     }
+}
 
+#[async_trait]
+impl EventStore for SqlStore {
     fn writers(&self) -> usize {
         match &self.writer {
             // SQLite has one writer at a time: a second would only wait for the lock.

@@ -21,6 +21,7 @@ use chrono::{DateTime, Utc};
 use moka::future::Cache;
 use tollgate::ids::{ApiKeyId, TenantId, UserId};
 use tollgate::keys::KeyDigest;
+use tollgate::server::DatabaseHealth;
 
 use super::{DeleteUserOutcome, IdentityStore, StoreError};
 use crate::metrics::CacheLookups;
@@ -118,15 +119,18 @@ impl<S: IdentityStore> CachedKeys<S> {
 }
 
 #[async_trait]
-impl<S: IdentityStore> IdentityStore for CachedKeys<S> {
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
+impl<S: IdentityStore> DatabaseHealth for CachedKeys<S> {
+    async fn reachable(&self) -> bool {
+        self.inner.reachable().await
     }
 
     fn pool_stats(&self) -> (u32, usize) {
         self.inner.pool_stats()
     }
+}
 
+#[async_trait]
+impl<S: IdentityStore> IdentityStore for CachedKeys<S> {
     async fn create_tenant(
         &self,
         tenant: &Tenant,

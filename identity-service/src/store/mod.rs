@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tollgate::ids::{ApiKeyId, TenantId, UserId};
 use tollgate::keys::KeyDigest;
+use tollgate::server::DatabaseHealth;
 
 use crate::model::api_keys::ApiKey;
 use crate::model::roles::RoleSet;
@@ -71,11 +72,7 @@ pub enum DeleteUserOutcome {
 /// Everything identity-service keeps. Every method is scoped to a tenant except the digest
 /// lookup, which is how a tenant is found in the first place.
 #[async_trait]
-pub trait IdentityStore: Send + Sync + std::fmt::Debug + 'static {
-    /// Whether the database answers.
-    async fn ping(&self) -> Result<(), StoreError>;
-    /// The connection pool's size and idle connections, for metrics.
-    fn pool_stats(&self) -> (u32, usize);
+pub trait IdentityStore: DatabaseHealth {
     /// Stores a tenant, its first user and that user's key, all or nothing.
     async fn create_tenant(
         &self,

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use tollgate::database::DatabaseUrl;
 use tollgate::ids::{ApiKeyId, TenantId, UserId};
 use tollgate::keys::{Environment, KeyDigest};
+use tollgate::server::DatabaseHealth;
 use tollgate::sql::{Backend, Db, Query, Tx};
 use tollgate::time::{from_micros, to_micros};
 
@@ -103,15 +104,18 @@ async fn lock_tenant(tx: &mut Tx, backend: Backend, tenant: &TenantId) -> Result
 }
 
 #[async_trait]
-impl IdentityStore for SqlStore {
-    async fn ping(&self) -> Result<(), StoreError> {
-        Ok(self.db.ping().await?)
+impl DatabaseHealth for SqlStore {
+    async fn reachable(&self) -> bool {
+        self.db.ping().await.is_ok()
     }
 
     fn pool_stats(&self) -> (u32, usize) {
         self.db.pool_stats()
     }
+}
 
+#[async_trait]
+impl IdentityStore for SqlStore {
     async fn create_tenant(
         &self,
         tenant: &Tenant,

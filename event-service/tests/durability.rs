@@ -138,9 +138,11 @@ async fn sqlite_acknowledged_events_survive_sigkill() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "set TEST_DATABASE_URL (at build time) to run the PostgreSQL suite"
+)]
 async fn postgres_acknowledged_events_survive_sigkill() {
-    let Some(url) = tollgate::testing::fresh_postgres_database().await else {
-        return;
-    };
-    acknowledged_events_survive_sigkill(url).await;
+    let database = tollgate::testing::PostgresDatabase::create().await;
+    acknowledged_events_survive_sigkill(database.url().clone()).await;
 }

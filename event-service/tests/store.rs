@@ -532,9 +532,11 @@ async fn sqlite_migration_keeps_events() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "set TEST_DATABASE_URL (at build time) to run the PostgreSQL suite"
+)]
 async fn postgres_migration_keeps_events() {
-    let Some(url) = tollgate::testing::fresh_postgres_database().await else {
-        return;
-    };
-    migration_keeps_events(url).await;
+    let database = tollgate::testing::PostgresDatabase::create().await;
+    migration_keeps_events(database.url().clone()).await;
 }

@@ -27,7 +27,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         descriptors.encode_to_vec(),
     )?;
 
+    // Our codec reports an undecodable request as the client's fault (INVALID_ARGUMENT).
     tonic_prost_build::configure()
+        .codec_path("crate::codec::ProtoCodec")
         .emit_rerun_if_changed(false)
         .compile_fds(descriptors)?;
     Ok(())

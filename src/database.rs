@@ -161,15 +161,22 @@ async fn sqlite_pool_with(
         .await
 }
 
-/// A pool of at most `max_connections` on a PostgreSQL server.
+/// A pool of at most `max_connections` on a PostgreSQL server, each connection cancelling any
+/// statement that runs longer than `statement_timeout` (PostgreSQL's `statement_timeout`), if
+/// given.
 pub async fn postgres_pool(
     url: &url::Url,
     max_connections: u32,
+    statement_timeout: Option<Duration>,
 ) -> Result<sqlx::PgPool, sqlx::Error> {
+    let mut options = DatabaseUrl::postgres_options(url)?;
+    if let Some(timeout) = statement_timeout {
+        options = options.options([("statement_timeout", timeout.as_millis().to_string())]);
+    }
     sqlx::postgres::PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(POSTGRES_ACQUIRE_TIMEOUT)
-        .connect_with(DatabaseUrl::postgres_options(url)?)
+        .connect_with(options)
         .await
 }
 

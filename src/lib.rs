@@ -6,11 +6,13 @@
 #![forbid(unsafe_code)]
 
 pub mod base62;
+pub mod codec;
 pub mod database;
 pub mod ids;
 pub mod invalid;
 pub mod json;
 pub mod keys;
+pub mod limits;
 pub mod metadata;
 pub mod metrics;
 pub mod paging;

@@ -214,6 +214,26 @@ impl Db {
         Ok(self.fetch_all(q).await?.into_iter().next())
     }
 
+    /// The rows of a query, read one at a time while `fits` accepts each (it sees every row; the
+    /// first is taken whatever it says), so that a query whose rows are large stops before they all sit in memory.
+    /// The second value says whether a row was refused: the rows stopped short.
+    pub async fn fetch_while<R: Row>(
+        &self,
+        q: Query<'_>,
+        fits: impl FnMut(&R) -> bool + Send,
+    ) -> Result<(Vec<R>, bool), sqlx::Error> {
+        match self {
+            Db::Sqlite(pool) => {
+                let (sql, args) = q.sqlite()?;
+                take_while(sqlx::query_as_with(&sql, args).fetch(pool), fits).await
+            }
+            Db::Postgres(pool) => {
+                let (sql, args) = q.postgres()?;
+                take_while(sqlx::query_as_with(&sql, args).fetch(pool), fits).await
+            }
+        }
+    }
+
     /// The first row a query returns; `RowNotFound` if none.
     pub async fn fetch_one<R: Row>(&self, q: Query<'_>) -> Result<R, sqlx::Error> {
         self.fetch_optional(q)
@@ -290,6 +310,22 @@ impl Tx {
             Tx::Postgres(tx) => tx.commit().await,
         }
     }
+}
+
+async fn take_while<R>(
+    mut rows: impl futures_util::Stream<Item = Result<R, sqlx::Error>> + Unpin,
+    mut fits: impl FnMut(&R) -> bool,
+) -> Result<(Vec<R>, bool), sqlx::Error> {
+    use futures_util::TryStreamExt;
+    let mut out = Vec::new();
+    while let Some(row) = rows.try_next().await? {
+        // Every row is shown to `fits`, the first one too, so that it can count them all.
+        if !fits(&row) && !out.is_empty() {
+            return Ok((out, true));
+        }
+        out.push(row);
+    }
+    Ok((out, false))
 }
 
 async fn sqlite_execute<'e>(

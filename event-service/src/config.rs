@@ -28,6 +28,13 @@ pub const DEFAULT_IDENTITY_TIMEOUT: &str = "2s";
 pub const DEFAULT_MAX_FUTURE_SKEW: &str = "5m";
 /// Long enough for in-flight requests (all short) to finish, short enough for a rolling update.
 pub const DEFAULT_SHUTDOWN_GRACE: &str = "10s";
+/// Bytes of event data a `ListEvents` page holds at most before it ends early (its
+/// `next_page_token` continues): a page of 1000 large events would otherwise exceed the 4 MiB a
+/// gRPC client accepts by default, and hold tens of MiB in the server per request.
+pub const DEFAULT_MAX_PAGE_BYTES: &str = "3MiB";
+/// Rows (windows × customers) a `GetUsage` report may have: about 3 MiB of response, well inside
+/// a client's default receive limit.
+pub const DEFAULT_MAX_USAGE_BUCKETS: usize = 50_000;
 
 /// How `event-service serve` runs.
 #[derive(Debug, Clone, clap::Args)]
@@ -86,6 +93,15 @@ pub struct Settings {
     /// How long shutdown waits for in-flight requests before closing connections.
     #[arg(long, env = "EVENT_SHUTDOWN_GRACE", default_value = DEFAULT_SHUTDOWN_GRACE, value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+    /// Bytes of event data one ListEvents page holds at most (it ends early and continues).
+    #[arg(long, env = "EVENT_MAX_PAGE_BYTES", default_value = DEFAULT_MAX_PAGE_BYTES, value_parser = tollgate::limits::parse_size)]
+    pub max_page_bytes: usize,
+    /// Rows (windows × customers) one GetUsage report may have.
+    #[arg(long, env = "EVENT_MAX_USAGE_BUCKETS", default_value_t = DEFAULT_MAX_USAGE_BUCKETS)]
+    pub max_usage_buckets: usize,
+    /// Bounds on requests (message size, streams, timeouts).
+    #[command(flatten)]
+    pub limits: tollgate::limits::ServerLimits,
 }
 
 impl Settings {
@@ -109,6 +125,9 @@ impl Settings {
             metrics_addr: None,
             max_future_skew: duration(DEFAULT_MAX_FUTURE_SKEW),
             shutdown_grace: duration(DEFAULT_SHUTDOWN_GRACE),
+            max_page_bytes: tollgate::limits::parse_size(DEFAULT_MAX_PAGE_BYTES).unwrap_or(3 << 20),
+            max_usage_buckets: DEFAULT_MAX_USAGE_BUCKETS,
+            limits: tollgate::limits::ServerLimits::default(),
         }
     }
 
@@ -136,6 +155,9 @@ impl Settings {
         }
         if self.auth_cache_capacity == 0 {
             return Err("--auth-cache-capacity must be at least 1".to_owned());
+        }
+        if self.max_usage_buckets == 0 {
+            return Err("--max-usage-buckets must be at least 1".to_owned());
         }
         if self.identity_timeout.is_zero() {
             return Err("--identity-timeout must be more than 0".to_owned());

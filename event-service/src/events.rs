@@ -14,26 +14,35 @@ use crate::model::{Event, IngestOutcome, MAX_BATCH, NewEvent, Position, RawEvent
 use crate::store::EventStore;
 use crate::writer::Ingestor;
 
+/// The bounds the operations keep (see `config` for what each is for).
+#[derive(Debug, Clone, Copy)]
+pub struct EventLimits {
+    /// How far in the future an event's timestamp may be.
+    pub max_future_skew: std::time::Duration,
+    /// Bytes of events one `ListEvents` page holds at most.
+    pub max_page_bytes: usize,
+    /// Rows one usage report may have.
+    pub max_usage_buckets: usize,
+}
+
 /// The event operations over a store and its writer.
 #[derive(Debug, Clone)]
 pub struct Events {
     store: Arc<dyn EventStore>,
     ingestor: Ingestor,
     max_future_skew: chrono::Duration,
+    limits: EventLimits,
 }
 
 impl Events {
     /// The domain over a store and its writer.
-    pub fn new(
-        store: Arc<dyn EventStore>,
-        ingestor: Ingestor,
-        max_future_skew: std::time::Duration,
-    ) -> Self {
+    pub fn new(store: Arc<dyn EventStore>, ingestor: Ingestor, limits: EventLimits) -> Self {
         Self {
             store,
             ingestor,
-            max_future_skew: chrono::Duration::from_std(max_future_skew)
+            max_future_skew: chrono::Duration::from_std(limits.max_future_skew)
                 .unwrap_or(chrono::Duration::MAX),
+            limits,
         }
     }
 
@@ -77,6 +86,7 @@ impl Events {
     }
 
     /// A page of events, newest first, and the cursor of the next page when there may be one.
+    /// A page ends early when its events reach the page byte budget.
     pub async fn list(
         &self,
         scope: &Scope,
@@ -84,22 +94,42 @@ impl Events {
         page: Page<Cursor>,
     ) -> Result<(Vec<Event>, Option<Cursor>), EventError> {
         filter.validate()?;
-        let events = self
+        let (events, cut) = self
             .store
-            .list_events(scope, filter, page.after, page.probe())
+            .list_events(
+                scope,
+                filter,
+                page.after,
+                page.probe(),
+                self.limits.max_page_bytes,
+            )
             .await?;
-        Ok(page.split(events, |e| Cursor {
+        let cursor = |e: &Event| Cursor {
             ts: tollgate::time::to_micros(e.timestamp),
             seq: e.seq,
-        }))
+        };
+        if cut {
+            let next = events.last().map(cursor);
+            return Ok((events, next));
+        }
+        Ok(page.split(events, cursor))
     }
 
-    /// A usage report.
+    /// A usage report, refused if it would have more rows than allowed.
     pub async fn usage(
         &self,
         scope: &Scope,
         query: &UsageQuery,
     ) -> Result<UsageReport, EventError> {
-        Ok(self.store.usage(scope, query).await?)
+        let max = self.limits.max_usage_buckets;
+        self.store.usage(scope, query, max).await?.ok_or_else(|| {
+            EventError::invalid(
+                "window_size",
+                format!(
+                    "gives more than {max} buckets (windows × customers) over this range; \
+                     narrow the range, widen the window or filter one customer"
+                ),
+            )
+        })
     }
 }

@@ -14,7 +14,7 @@ use crate::authz::cache::AuthCache;
 use crate::authz::client::IdentityClient;
 use crate::authz::layer::AuthLayer;
 use crate::config::Settings;
-use crate::events::Events;
+use crate::events::{EventLimits, Events};
 use crate::grpc::EventApi;
 use crate::metrics::EventMetrics;
 use crate::store::sql::SqlStore;
@@ -101,16 +101,27 @@ impl Application {
             event_metrics.clone(),
         ));
         let store: Arc<dyn EventStore> = Arc::new(
-            SqlStore::connect(&settings.database_url)
-                .await
-                .map_err(|source| StartupError::Database {
-                    url: settings.database_url.to_string(),
-                    source,
-                })?,
+            SqlStore::connect_with(
+                &settings.database_url,
+                Some(settings.limits.statement_timeout),
+            )
+            .await
+            .map_err(|source| StartupError::Database {
+                url: settings.database_url.to_string(),
+                source,
+            })?,
         );
         let listeners = Listeners::bind(settings.listen_addr, settings.metrics_addr).await?;
         let (ingestor, writer) = Ingestor::start(store.clone(), event_metrics);
-        let events = Events::new(store.clone(), ingestor, settings.max_future_skew);
+        let events = Events::new(
+            store.clone(),
+            ingestor,
+            EventLimits {
+                max_future_skew: settings.max_future_skew,
+                max_page_bytes: settings.max_page_bytes,
+                max_usage_buckets: settings.max_usage_buckets,
+            },
+        );
         Ok(Self {
             listeners,
             store,
@@ -170,7 +181,7 @@ impl Application {
                 // Outermost, the metrics layer sees every request, refusals included. The auth
                 // layer wraps every route: it lets health and reflection through and checks
                 // EventService requests before routing, so no handler runs unauthorized.
-                let mut server = tonic::transport::Server::builder();
+                let mut server = settings.limits.server();
                 if let Some(tls) = tls {
                     server = server.tls_config(tls)?;
                 }
@@ -178,7 +189,10 @@ impl Application {
                     .layer(metrics_layer)
                     .layer(AuthLayer::new(auth))
                     .add_routes(served.routes)
-                    .add_service(EventServiceServer::new(EventApi::new(events)))
+                    .add_service(
+                        EventServiceServer::new(EventApi::new(events))
+                            .max_decoding_message_size(settings.limits.max_message_size),
+                    )
                     .serve_with_incoming_shutdown(served.incoming, served.shutdown)
                     .await
             })

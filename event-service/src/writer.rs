@@ -385,15 +385,19 @@ mod tests {
             filter: &ListFilter,
             after: Option<Cursor>,
             limit: u32,
-        ) -> Result<Vec<Event>, StoreError> {
-            self.inner.list_events(scope, filter, after, limit).await
+            max_bytes: usize,
+        ) -> Result<(Vec<Event>, bool), StoreError> {
+            self.inner
+                .list_events(scope, filter, after, limit, max_bytes)
+                .await
         }
         async fn usage(
             &self,
             scope: &Scope,
             query: &UsageQuery,
-        ) -> Result<UsageReport, StoreError> {
-            self.inner.usage(scope, query).await
+            max_rows: usize,
+        ) -> Result<Option<UsageReport>, StoreError> {
+            self.inner.usage(scope, query, max_rows).await
         }
     }
 

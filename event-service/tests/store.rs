@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use event_service::model::query::{Cursor, ListFilter};
-use event_service::model::usage::{Aggregation, PropertyName, UsageQuery};
-use event_service::model::{NewEvent, Scope};
+use event_service::model::usage::{Aggregation, PropertyName, UsageQuery, UsageReport};
+use event_service::model::{Event, NewEvent, Scope};
 use event_service::store::sql::SqlStore;
 use event_service::store::{EventStore, StoreError};
 use tollgate::ids::TenantId;
@@ -16,6 +16,41 @@ use tollgate::keys::Environment;
 
 async fn connect(url: &tollgate::database::DatabaseUrl) -> Result<Arc<dyn EventStore>, StoreError> {
     Ok(Arc::new(SqlStore::connect(url).await?))
+}
+
+/// The store's reads without their byte and row bounds, which are tested apart.
+trait Unbounded {
+    async fn list(
+        &self,
+        scope: &Scope,
+        filter: &ListFilter,
+        after: Option<Cursor>,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError>;
+    async fn report(&self, scope: &Scope, query: &UsageQuery) -> Result<UsageReport, StoreError>;
+}
+
+impl Unbounded for Arc<dyn EventStore> {
+    async fn list(
+        &self,
+        scope: &Scope,
+        filter: &ListFilter,
+        after: Option<Cursor>,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        let (events, cut) = self
+            .list_events(scope, filter, after, limit, usize::MAX)
+            .await?;
+        assert!(!cut, "no byte budget to stop at");
+        Ok(events)
+    }
+
+    async fn report(&self, scope: &Scope, query: &UsageQuery) -> Result<UsageReport, StoreError> {
+        Ok(self
+            .usage(scope, query, usize::MAX)
+            .await?
+            .expect("no row bound to exceed"))
+    }
 }
 
 fn scope() -> Scope {
@@ -109,7 +144,7 @@ async fn large_batches_go_in_whole(store: Arc<dyn EventStore>) {
     assert_eq!(results[0].len(), 2500);
     assert!(results[0].iter().all(|new| *new));
     let listed = store
-        .list_events(&s, &ListFilter::default(), None, 3000)
+        .list(&s, &ListFilter::default(), None, 3000)
         .await
         .unwrap();
     assert_eq!(listed.len(), 2500);
@@ -126,7 +161,7 @@ async fn large_batches_go_in_whole(store: Arc<dyn EventStore>) {
     expected.extend([1600, 1601]);
     assert_eq!(duplicates, expected);
     let listed = store
-        .list_events(&s, &ListFilter::default(), None, 5000)
+        .list(&s, &ListFilter::default(), None, 5000)
         .await
         .unwrap();
     assert_eq!(listed.len(), 4000);
@@ -141,7 +176,7 @@ async fn large_batches_go_in_whole(store: Arc<dyn EventStore>) {
     assert!(results[0][..1500].iter().all(|new| *new));
     assert!(!results[0][1500]);
     let listed = store
-        .list_events(&s, &ListFilter::default(), None, 6000)
+        .list(&s, &ListFilter::default(), None, 6000)
         .await
         .unwrap();
     assert_eq!(listed.len(), 5500);
@@ -167,7 +202,7 @@ async fn listing_filters_and_pages(store: Arc<dyn EventStore>) {
     let mut after = None;
     loop {
         let page = store
-            .list_events(&s, &ListFilter::default(), after, 7)
+            .list(&s, &ListFilter::default(), after, 7)
             .await
             .unwrap();
         if page.is_empty() {
@@ -196,7 +231,7 @@ async fn listing_filters_and_pages(store: Arc<dyn EventStore>) {
     };
     assert_eq!(
         store
-            .list_events(&s, &uploads, None, 100)
+            .list(&s, &uploads, None, 100)
             .await
             .unwrap()
             .len(),
@@ -207,7 +242,7 @@ async fn listing_filters_and_pages(store: Arc<dyn EventStore>) {
         ..Default::default()
     };
     assert_eq!(
-        store.list_events(&s, &c1, None, 100).await.unwrap().len(),
+        store.list(&s, &c1, None, 100).await.unwrap().len(),
         20
     );
     let nowhere = ListFilter {
@@ -216,7 +251,7 @@ async fn listing_filters_and_pages(store: Arc<dyn EventStore>) {
     };
     assert!(
         store
-            .list_events(&s, &nowhere, None, 100)
+            .list(&s, &nowhere, None, 100)
             .await
             .unwrap()
             .is_empty()
@@ -226,7 +261,7 @@ async fn listing_filters_and_pages(store: Arc<dyn EventStore>) {
         end_time: Some(t0() + Duration::seconds(4)),
         ..Default::default()
     };
-    let in_window = store.list_events(&s, &window, None, 100).await.unwrap();
+    let in_window = store.list(&s, &window, None, 100).await.unwrap();
     assert_eq!(in_window.len(), 4, "seconds 2 and 3, two events each");
 }
 
@@ -272,7 +307,7 @@ async fn usage_matches_a_hand_count(store: Arc<dyn EventStore>) {
     let n = || PropertyName::parse("n").unwrap();
 
     let count = store
-        .usage(&s, &query(Aggregation::Count, None, false))
+        .report(&s, &query(Aggregation::Count, None, false))
         .await
         .unwrap();
     assert_eq!(count.total, 5.0);
@@ -280,7 +315,7 @@ async fn usage_matches_a_hand_count(store: Arc<dyn EventStore>) {
     assert_eq!(count.rows[0].event_count, 5);
 
     let sum = store
-        .usage(&s, &query(Aggregation::Sum(n()), None, false))
+        .report(&s, &query(Aggregation::Sum(n()), None, false))
         .await
         .unwrap();
     assert_eq!(
@@ -290,7 +325,7 @@ async fn usage_matches_a_hand_count(store: Arc<dyn EventStore>) {
     assert_eq!(sum.rows[0].event_count, 3);
     assert_eq!(
         store
-            .usage(&s, &query(Aggregation::Min(n()), None, false))
+            .report(&s, &query(Aggregation::Min(n()), None, false))
             .await
             .unwrap()
             .total,
@@ -298,7 +333,7 @@ async fn usage_matches_a_hand_count(store: Arc<dyn EventStore>) {
     );
     assert_eq!(
         store
-            .usage(&s, &query(Aggregation::Max(n()), None, false))
+            .report(&s, &query(Aggregation::Max(n()), None, false))
             .await
             .unwrap()
             .total,
@@ -306,7 +341,7 @@ async fn usage_matches_a_hand_count(store: Arc<dyn EventStore>) {
     );
     assert_eq!(
         store
-            .usage(&s, &query(Aggregation::CountUnique(None), None, false))
+            .report(&s, &query(Aggregation::CountUnique(None), None, false))
             .await
             .unwrap()
             .total,
@@ -315,7 +350,7 @@ async fn usage_matches_a_hand_count(store: Arc<dyn EventStore>) {
     let models = PropertyName::parse("model").unwrap();
     assert_eq!(
         store
-            .usage(
+            .report(
                 &s,
                 &query(Aggregation::CountUnique(Some(models)), None, false)
             )
@@ -326,7 +361,7 @@ async fn usage_matches_a_hand_count(store: Arc<dyn EventStore>) {
     );
 
     let hourly = query(Aggregation::Sum(n()), Some(3_600_000_000), false);
-    let report = store.usage(&s, &hourly).await.unwrap();
+    let report = store.report(&s, &hourly).await.unwrap();
     let figures: Vec<(i64, f64, i64)> = report
         .rows
         .iter()
@@ -346,7 +381,7 @@ async fn usage_matches_a_hand_count(store: Arc<dyn EventStore>) {
     assert_eq!(report.total, 19.5);
 
     let per_customer = store
-        .usage(&s, &query(Aggregation::Count, None, true))
+        .report(&s, &query(Aggregation::Count, None, true))
         .await
         .unwrap();
     let figures: Vec<(String, f64)> = per_customer
@@ -365,7 +400,7 @@ async fn usage_matches_a_hand_count(store: Arc<dyn EventStore>) {
     assert_eq!(per_customer.total, 5.0);
 
     let max_per_hour_and_customer = store
-        .usage(&s, &query(Aggregation::Max(n()), Some(3_600_000_000), true))
+        .report(&s, &query(Aggregation::Max(n()), Some(3_600_000_000), true))
         .await
         .unwrap();
     assert_eq!(max_per_hour_and_customer.rows.len(), 2);
@@ -381,7 +416,7 @@ async fn usage_matches_a_hand_count(store: Arc<dyn EventStore>) {
         Some("bob".into()),
     )
     .unwrap();
-    assert_eq!(store.usage(&s, &only_bob).await.unwrap().total, 2.0);
+    assert_eq!(store.report(&s, &only_bob).await.unwrap().total, 2.0);
     let empty = UsageQuery::new(
         "nothing".into(),
         Some(hour(0)),
@@ -392,7 +427,7 @@ async fn usage_matches_a_hand_count(store: Arc<dyn EventStore>) {
         None,
     )
     .unwrap();
-    let report = store.usage(&s, &empty).await.unwrap();
+    let report = store.report(&s, &empty).await.unwrap();
     assert!(report.rows.is_empty());
     assert_eq!(report.total, 0.0);
     assert!(store.reachable().await);
@@ -490,7 +525,7 @@ async fn migration_keeps_events(url: tollgate::database::DatabaseUrl) {
             pool.close().await;
         }
         tollgate::database::DatabaseUrl::Postgres(u) => {
-            let pool = tollgate::database::postgres_pool(u, 1).await.unwrap();
+            let pool = tollgate::database::postgres_pool(u, 1, None).await.unwrap();
             let insert = "INSERT INTO events (tenant_id, environment, event_id, event_name, external_customer_id, ts, properties, source, ingested_at) VALUES ($1, $2, $3, 'call', 'c1', $4, '{\"n\":1}'::jsonb, '', $4)";
             old_schema_rows(&pool, &sqlx::migrate!("./migrations/postgres"), &s, insert).await;
             pool.close().await;
@@ -498,7 +533,7 @@ async fn migration_keeps_events(url: tollgate::database::DatabaseUrl) {
     }
     let store = connect(&url).await.unwrap();
     let listed = store
-        .list_events(&s, &ListFilter::default(), None, 10)
+        .list(&s, &ListFilter::default(), None, 10)
         .await
         .unwrap();
     let ids: Vec<&str> = listed.iter().map(|e| e.event_id.as_str()).collect();
@@ -514,7 +549,7 @@ async fn migration_keeps_events(url: tollgate::database::DatabaseUrl) {
         vec![vec![false, true]]
     );
     let newest = store
-        .list_events(&s, &ListFilter::default(), None, 10)
+        .list(&s, &ListFilter::default(), None, 10)
         .await
         .unwrap();
     assert!(

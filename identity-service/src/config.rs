@@ -46,6 +46,9 @@ pub struct Settings {
     /// How long shutdown waits for in-flight requests before closing connections.
     #[arg(long, env = "IDENTITY_SHUTDOWN_GRACE", default_value = DEFAULT_SHUTDOWN_GRACE, value_parser = tollgate::telemetry::parse_duration)]
     pub shutdown_grace: Duration,
+    /// Bounds on requests (message size, streams, timeouts).
+    #[command(flatten)]
+    pub limits: tollgate::limits::ServerLimits,
 }
 
 impl Settings {
@@ -60,6 +63,7 @@ impl Settings {
             key_cache_ttl: Duration::from_secs(1),
             tls: tollgate::tls::ServerTlsArgs::default(),
             shutdown_grace: Duration::from_secs(10),
+            limits: tollgate::limits::ServerLimits::default(),
         }
     }
 }

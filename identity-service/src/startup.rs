@@ -67,12 +67,15 @@ impl Application {
     /// Opens the database (applying migrations) and binds the listen address.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let tls = settings.tls.config().map_err(StartupError::Tls)?;
-        let store = SqlStore::connect(&settings.database_url)
-            .await
-            .map_err(|source| StartupError::Database {
-                url: settings.database_url.to_string(),
-                source,
-            })?;
+        let store = SqlStore::connect_with(
+            &settings.database_url,
+            Some(settings.limits.statement_timeout),
+        )
+        .await
+        .map_err(|source| StartupError::Database {
+            url: settings.database_url.to_string(),
+            source,
+        })?;
         let listeners = Listeners::bind(settings.listen_addr, settings.metrics_addr).await?;
         let metrics = Metrics::new("identity-service")?;
         let identity = Identity::serving(
@@ -137,17 +140,26 @@ impl Application {
                     mtls = settings.tls.tls_client_ca.is_some(),
                     "identity-service listening"
                 );
-                let mut server = tonic::transport::Server::builder();
+                let mut server = settings.limits.server();
                 if let Some(tls) = tls {
                     server = server.tls_config(tls)?;
                 }
+                let size = settings.limits.max_message_size;
                 server
                     .layer(layer)
                     .add_routes(served.routes)
-                    .add_service(UserServiceServer::new(api.clone()))
-                    .add_service(ApiKeyServiceServer::new(api.clone()))
-                    .add_service(RoleServiceServer::new(api.clone()))
-                    .add_service(AuthorizationServiceServer::new(api))
+                    .add_service(
+                        UserServiceServer::new(api.clone()).max_decoding_message_size(size),
+                    )
+                    .add_service(
+                        ApiKeyServiceServer::new(api.clone()).max_decoding_message_size(size),
+                    )
+                    .add_service(
+                        RoleServiceServer::new(api.clone()).max_decoding_message_size(size),
+                    )
+                    .add_service(
+                        AuthorizationServiceServer::new(api).max_decoding_message_size(size),
+                    )
                     .serve_with_incoming_shutdown(served.incoming, served.shutdown)
                     .await
             })

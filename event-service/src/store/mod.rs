@@ -51,16 +51,23 @@ pub trait EventStore: DatabaseHealth {
     }
     /// One event by id.
     async fn get_event(&self, scope: &Scope, event_id: &str) -> Result<Option<Event>, StoreError>;
-    /// Up to `limit` events matching `filter`, newest first, after `after`.
+    /// Up to `limit` events matching `filter`, newest first, after `after`, stopping early once
+    /// they hold `max_bytes` (see [`Event::size`]); whether they stopped early.
     async fn list_events(
         &self,
         scope: &Scope,
         filter: &ListFilter,
         after: Option<Cursor>,
         limit: u32,
-    ) -> Result<Vec<Event>, StoreError>;
-    /// A usage report.
-    async fn usage(&self, scope: &Scope, query: &UsageQuery) -> Result<UsageReport, StoreError>;
+        max_bytes: usize,
+    ) -> Result<(Vec<Event>, bool), StoreError>;
+    /// A usage report of at most `max_rows` rows; `None` if it would have more.
+    async fn usage(
+        &self,
+        scope: &Scope,
+        query: &UsageQuery,
+        max_rows: usize,
+    ) -> Result<Option<UsageReport>, StoreError>;
 }
 
 /// One event to insert, with the id of its scope.

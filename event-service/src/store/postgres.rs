@@ -16,9 +16,13 @@ const CONNECTIONS: u32 = 16;
 /// which also serves reads.
 pub const WRITERS: usize = 4;
 
-/// Connects and applies pending migrations.
-pub async fn open(url: &url::Url) -> Result<PgPool, StoreError> {
-    let pool = tollgate::database::postgres_pool(url, CONNECTIONS).await?;
+/// Connects and applies pending migrations; statements running longer than `statement_timeout`
+/// are cancelled.
+pub async fn open(
+    url: &url::Url,
+    statement_timeout: Option<std::time::Duration>,
+) -> Result<PgPool, StoreError> {
+    let pool = tollgate::database::postgres_pool(url, CONNECTIONS, statement_timeout).await?;
     sqlx::migrate!("./migrations/postgres").run(&pool).await?;
     Ok(pool)
 }

@@ -40,6 +40,15 @@ impl SqlStore {
     /// Opens the database the URL names (creating a SQLite file if needed) and applies pending
     /// migrations.
     pub async fn connect(url: &DatabaseUrl) -> Result<Self, StoreError> {
+        Self::connect_with(url, None).await
+    }
+
+    /// [`SqlStore::connect`], with PostgreSQL cancelling statements that run longer than
+    /// `statement_timeout`.
+    pub async fn connect_with(
+        url: &DatabaseUrl,
+        statement_timeout: Option<std::time::Duration>,
+    ) -> Result<Self, StoreError> {
         let (db, writer) = match url {
             DatabaseUrl::Sqlite(path) => {
                 let opened = sqlite::open(path).await?;
@@ -50,7 +59,7 @@ impl SqlStore {
                 (Db::Sqlite(opened.readers), writer)
             }
             DatabaseUrl::Postgres(url) => {
-                let pool = postgres::open(url).await?;
+                let pool = postgres::open(url, statement_timeout).await?;
                 (Db::Postgres(pool.clone()), Writer::Postgres(pool))
             }
         };
@@ -222,12 +231,14 @@ impl SqlStore {
         q.push(")");
     }
 
-    /// The report's rows (`grouped`: by window and customer as asked), or its one total row.
+    /// The report's rows (`grouped`: by window and customer as asked), or its one total row; at
+    /// most `limit`.
     async fn usage_rows(
         &self,
         scope_id: i64,
         query: &UsageQuery,
         grouped: bool,
+        limit: usize,
     ) -> Result<Vec<UsageRow>, StoreError> {
         let window = query.window.filter(|_| grouped);
         let by_customer = query.group_by_customer && grouped;
@@ -278,6 +289,8 @@ impl SqlStore {
         if window.is_some() || by_customer {
             q.push(" ORDER BY win, customer");
         }
+        q.push(" LIMIT ")
+            .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
         let rows: Vec<UsageRowRaw> = self.db.fetch_all(q).await?;
         Ok(rows
             .into_iter()
@@ -385,9 +398,10 @@ impl EventStore for SqlStore {
         filter: &ListFilter,
         after: Option<Cursor>,
         limit: u32,
-    ) -> Result<Vec<Event>, StoreError> {
+        max_bytes: usize,
+    ) -> Result<(Vec<Event>, bool), StoreError> {
         let Some(scope_id) = self.scope_id(scope, false).await? else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), false));
         };
         let mut q = self.select_events();
         q.push_bind(scope_id);
@@ -419,29 +433,47 @@ impl EventStore for SqlStore {
         }
         q.push(" ORDER BY ts DESC, seq DESC LIMIT ")
             .push_bind(i64::from(limit));
-        let rows: Vec<EventRow> = self.db.fetch_all(q).await?;
-        Ok(rows.into_iter().map(Into::into).collect())
+        let mut bytes = 0usize;
+        let (rows, cut): (Vec<EventRow>, bool) = self
+            .db
+            .fetch_while(q, |row: &EventRow| {
+                bytes = bytes.saturating_add(row.size());
+                bytes <= max_bytes
+            })
+            .await?;
+        Ok((rows.into_iter().map(Into::into).collect(), cut))
     }
 
-    async fn usage(&self, scope: &Scope, query: &UsageQuery) -> Result<UsageReport, StoreError> {
+    async fn usage(
+        &self,
+        scope: &Scope,
+        query: &UsageQuery,
+        max_rows: usize,
+    ) -> Result<Option<UsageReport>, StoreError> {
         let Some(scope_id) = self.scope_id(scope, false).await? else {
-            return Ok(UsageReport {
+            return Ok(Some(UsageReport {
                 rows: Vec::new(),
                 total: 0.0,
-            });
+            }));
         };
-        let rows = self.usage_rows(scope_id, query, true).await?;
+        // One row more than allowed tells that the report would be too large.
+        let rows = self
+            .usage_rows(scope_id, query, true, max_rows.saturating_add(1))
+            .await?;
+        if rows.len() > max_rows {
+            return Ok(None);
+        }
         let total = if query.window.is_none() && !query.group_by_customer {
             rows.first().map(|r| r.value).unwrap_or_default()
         } else {
             // Distinct counts, minima and maxima do not add up: ask for the total.
-            self.usage_rows(scope_id, query, false)
+            self.usage_rows(scope_id, query, false, 1)
                 .await?
                 .first()
                 .map(|r| r.value)
                 .unwrap_or_default()
         };
-        Ok(UsageReport { rows, total })
+        Ok(Some(UsageReport { rows, total }))
     }
 }
 
@@ -479,6 +511,17 @@ struct EventRow {
     properties: String,
     source: String,
     ingested_at: i64,
+}
+
+impl EventRow {
+    /// What the row weighs in a response, roughly: its text and a fixed share for the rest.
+    fn size(&self) -> usize {
+        64 + self.event_id.len()
+            + self.event_name.len()
+            + self.external_customer_id.len()
+            + self.properties.len()
+            + self.source.len()
+    }
 }
 
 impl From<EventRow> for Event {

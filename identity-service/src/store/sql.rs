@@ -42,6 +42,15 @@ impl SqlStore {
     /// Opens the database the URL names (creating a SQLite file if needed) and applies pending
     /// migrations.
     pub async fn connect(url: &DatabaseUrl) -> Result<Self, StoreError> {
+        Self::connect_with(url, None).await
+    }
+
+    /// [`SqlStore::connect`], with PostgreSQL cancelling statements that run longer than
+    /// `statement_timeout`.
+    pub async fn connect_with(
+        url: &DatabaseUrl,
+        statement_timeout: Option<std::time::Duration>,
+    ) -> Result<Self, StoreError> {
         let db = match url {
             DatabaseUrl::Sqlite(path) => {
                 let pool = tollgate::database::sqlite_pool(path, SQLITE_CONNECTIONS).await?;
@@ -49,7 +58,9 @@ impl SqlStore {
                 Db::Sqlite(pool)
             }
             DatabaseUrl::Postgres(url) => {
-                let pool = tollgate::database::postgres_pool(url, POSTGRES_CONNECTIONS).await?;
+                let pool =
+                    tollgate::database::postgres_pool(url, POSTGRES_CONNECTIONS, statement_timeout)
+                        .await?;
                 sqlx::migrate!("./migrations/postgres").run(&pool).await?;
                 Db::Postgres(pool)
             }

@@ -191,6 +191,25 @@ impl fmt::Display for DatabaseUrl {
                     // postgres URL with a host always can.
                     let _ = shown.set_password(Some("***"));
                 }
+                // libpq and sqlx also take a password as a query parameter.
+                if shown.query().is_some() {
+                    let pairs: Vec<(String, String)> = url
+                        .query_pairs()
+                        .map(|(k, v)| {
+                            let secret = k.eq_ignore_ascii_case("password")
+                                || k.eq_ignore_ascii_case("sslpassword");
+                            (
+                                k.into_owned(),
+                                if secret {
+                                    "***".to_owned()
+                                } else {
+                                    v.into_owned()
+                                },
+                            )
+                        })
+                        .collect();
+                    shown.query_pairs_mut().clear().extend_pairs(pairs);
+                }
                 write!(f, "{shown}")
             }
         }
@@ -214,6 +233,13 @@ mod tests {
             .expect("pg");
         assert_eq!(pg.to_string(), "postgres://app:***@db:5432/tollgate");
         assert!(!format!("{pg:?}").contains("hunter2"));
+        let query: DatabaseUrl = "postgres://db/tollgate?user=app&password=hunter2&sslmode=require"
+            .parse()
+            .expect("pg");
+        assert_eq!(
+            query.to_string(),
+            "postgres://db/tollgate?user=app&password=***&sslmode=require"
+        );
         let lite: DatabaseUrl = "sqlite:./data/x.db?mode=rwc".parse().expect("sqlite");
         assert_eq!(lite, DatabaseUrl::Sqlite(PathBuf::from("./data/x.db")));
         assert_eq!(

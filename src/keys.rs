@@ -138,6 +138,14 @@ impl ApiKeySecret {
     }
 }
 
+impl std::str::FromStr for ApiKeySecret {
+    type Err = KeyFormatError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
 impl fmt::Debug for ApiKeySecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "ApiKeySecret({})", self.display_hint())

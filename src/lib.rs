@@ -5,6 +5,7 @@
 //! writes its own.
 #![forbid(unsafe_code)]
 
+pub mod args;
 pub mod base62;
 pub mod codec;
 pub mod database;

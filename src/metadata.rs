@@ -73,7 +73,23 @@ pub fn api_key_from_metadata(
 }
 
 /// A shorter internal credential would be guessable.
-pub const MIN_INTERNAL_TOKEN_LEN: usize = 16;
+pub const MIN_INTERNAL_TOKEN_LEN: usize = 24;
+/// Bits of entropy an internal token must show, estimated from how often each of its
+/// characters occurs (`openssl rand -base64 32` shows about 190, a 32-character hex string
+/// about 120): this refuses words, repeats and keyboard runs, not every weak token.
+pub const MIN_INTERNAL_TOKEN_BITS: f64 = 96.0;
+/// Words of the placeholders that examples and templates ship: a token that contains one was
+/// copied, not generated.
+const PLACEHOLDER_WORDS: &[&str] = &[
+    "change",
+    "replace",
+    "placeholder",
+    "example",
+    "secret",
+    "token",
+    "password",
+    "default",
+];
 
 /// A shared secret that internal callers of `Authorize` present. `Debug` never prints it.
 #[derive(Clone)]
@@ -96,17 +112,47 @@ impl InternalToken {
 impl std::str::FromStr for InternalToken {
     type Err = String;
 
+    /// Accepts a token only if it looks generated: long enough, printable, no placeholder word,
+    /// and enough entropy by its character counts. The error never repeats the token.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        const GENERATE: &str = "generate one with `openssl rand -base64 32`";
         if s.len() < MIN_INTERNAL_TOKEN_LEN {
             return Err(format!(
-                "the internal token must be at least {MIN_INTERNAL_TOKEN_LEN} characters"
+                "the internal token must be at least {MIN_INTERNAL_TOKEN_LEN} characters; {GENERATE}"
             ));
         }
         if !s.bytes().all(|b| b.is_ascii_graphic()) {
             return Err("the internal token must be printable ASCII without spaces".to_owned());
         }
+        let lower = s.to_ascii_lowercase();
+        if PLACEHOLDER_WORDS.iter().any(|w| lower.contains(w)) {
+            return Err(format!(
+                "the internal token looks like a placeholder from an example; {GENERATE}"
+            ));
+        }
+        if estimated_bits(s) < MIN_INTERNAL_TOKEN_BITS {
+            return Err(format!(
+                "the internal token is too predictable (under {MIN_INTERNAL_TOKEN_BITS} bits); {GENERATE}"
+            ));
+        }
         Ok(Self(SecretString::from(s.to_owned())))
     }
+}
+
+/// The entropy of `s` in bits, estimated from the frequency of its characters (Shannon).
+fn estimated_bits(s: &str) -> f64 {
+    let mut counts = std::collections::HashMap::new();
+    for b in s.bytes() {
+        *counts.entry(b).or_insert(0usize) += 1;
+    }
+    let n = s.len() as f64;
+    counts
+        .values()
+        .map(|&c| {
+            let p = c as f64 / n;
+            -p * p.log2() * n
+        })
+        .sum()
 }
 
 impl fmt::Debug for InternalToken {
@@ -127,6 +173,24 @@ mod tests {
         assert_eq!(presented_api_key(Some(raw), None), Ok(key.clone()));
         let bearer = format!("Bearer {}", key.expose());
         assert_eq!(presented_api_key(None, Some(bearer.as_bytes())), Ok(key));
+    }
+
+    #[test]
+    fn internal_tokens_must_look_generated() {
+        let generated = "kq0V3bq5fC7eE3n1Yx0bTqWm2hF9sLzP8aR4uJ6dGiM=";
+        assert!(generated.parse::<InternalToken>().is_ok());
+        for (bad, why) in [
+            ("short-token", "at least"),
+            ("change-me-to-a-long-random-token", "placeholder"),
+            ("REPLACE_ME_WITH_A_LONG_RANDOM_TOKEN", "placeholder"),
+            ("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "predictable"),
+            ("abababababababababababababababab", "predictable"),
+            ("with spaces in it is not a header value!", "printable"),
+        ] {
+            let err = bad.parse::<InternalToken>().unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+            assert!(!err.contains(bad), "the error repeats the token");
+        }
     }
 
     #[test]

@@ -136,15 +136,10 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        // Method names come from the path; anything that is not `/package.Service/Method`
-        // is folded into one label value so that stray paths cannot grow the label set.
-        let path = request.uri().path();
-        let method = match path.strip_prefix('/').and_then(|p| p.split_once('/')) {
-            Some((service, method)) if !service.is_empty() && !method.contains('/') => {
-                path.to_owned()
-            }
-            _ => "other".to_owned(),
-        };
+        // Only methods some Tollgate server offers are label values; every other path (a
+        // client's typo, or a flood of made-up ones before any key is checked) is `unknown`, so
+        // that no request can grow the label set.
+        let method = known_method(request.uri().path()).unwrap_or("unknown");
         let metrics = self.metrics.clone();
         let started = Instant::now();
         let response = self.inner.call(request);
@@ -152,7 +147,7 @@ where
             let response = response.await;
             metrics
                 .latency
-                .with_label_values(&[&method])
+                .with_label_values(&[method])
                 .observe(started.elapsed().as_secs_f64());
             // A unary RPC that fails answers with its status in the headers (trailers-only);
             // one that succeeds has no grpc-status header and ends with OK in its trailers.
@@ -171,11 +166,42 @@ where
             };
             metrics
                 .requests
-                .with_label_values(&[method.as_str(), code.as_ref()])
+                .with_label_values(&[method, code.as_ref()])
                 .inc();
             response
         })
     }
+}
+
+/// Every method path (`/package.Service/Method`) of the Tollgate, health and reflection services.
+static KNOWN_METHODS: std::sync::LazyLock<std::collections::HashSet<String>> =
+    std::sync::LazyLock::new(|| {
+        use prost::Message;
+        [
+            crate::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+        ]
+        .iter()
+        .filter_map(|set| prost_types::FileDescriptorSet::decode(*set).ok())
+        .flat_map(|set| set.file)
+        .flat_map(|file| {
+            let package = file.package().to_owned();
+            file.service.into_iter().flat_map(move |service| {
+                let prefix = format!("/{package}.{}/", service.name());
+                service
+                    .method
+                    .into_iter()
+                    .map(move |method| format!("{prefix}{}", method.name()))
+            })
+        })
+        .collect()
+    });
+
+/// The path as a `'static` label value if it names a known method.
+fn known_method(path: &str) -> Option<&'static str> {
+    KNOWN_METHODS.get(path).map(String::as_str)
 }
 
 /// A bound `/metrics` endpoint, not yet serving.
@@ -259,5 +285,28 @@ impl MetricsHandle {
     pub async fn stop(self) {
         let _ = self.stop.send(());
         let _ = self.task.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_known_methods_are_label_values() {
+        for path in [
+            "/tollgate.events.v1.EventService/IngestEvent",
+            "/tollgate.identity.v1.AuthorizationService/Authorize",
+            "/grpc.health.v1.Health/Check",
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        ] {
+            assert_eq!(super::known_method(path), Some(path));
+        }
+        for path in [
+            "/tollgate.events.v1.EventService/Nope",
+            "/x/y",
+            "/",
+            "/metrics",
+        ] {
+            assert_eq!(super::known_method(path), None);
+        }
     }
 }

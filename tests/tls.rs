@@ -104,7 +104,11 @@ struct TlsStack {
 /// reaching identity-service over TLS with the client certificate if `with_client_cert`.
 async fn start(pki: &Pki, with_client_cert: bool) -> TlsStack {
     let data = tempfile::tempdir().unwrap();
-    let running = TestIdentity::spawn_with(|s| s.tls = pki.server_tls(true)).await;
+    let running = TestIdentity::spawn_with(|s| {
+        s.tls = pki.server_tls(true);
+        s.authorize_client_names = vec!["event-service".to_owned()];
+    })
+    .await;
     let (identity, admin) = (running.addr, running.admin().to_owned());
     let url = url::Url::parse(&format!("https://localhost:{}", identity.port())).unwrap();
     let mut settings =

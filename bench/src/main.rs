@@ -42,7 +42,7 @@ enum Serve {
 type BenchResult = Result<(), Box<dyn std::error::Error>>;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = tollgate::args::parse();
     if let Err(e) = cli.log.init() {
         eprintln!("error: {e}");
         return ExitCode::from(2);

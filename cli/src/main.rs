@@ -46,7 +46,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = tollgate::args::parse();
     // `up` logs at info; the admin commands only say what went wrong.
     let quiet = !matches!(cli.command, Command::Up(_));
     let log = if quiet && std::env::var_os("TOLLGATE_LOG_LEVEL").is_none() {

@@ -1,5 +1,6 @@
 //! Where the admin commands connect, and with which key.
 
+use tollgate::keys::ApiKeySecret;
 use tonic::transport::Channel;
 
 /// Connection flags shared by the admin commands.
@@ -21,9 +22,9 @@ pub struct Remote {
         global = true
     )]
     pub events_url: String,
-    /// The API key to act with.
+    /// The API key to act with (checked for its format and checksum before anything is sent).
     #[arg(long, env = "TOLLGATE_API_KEY", hide_env_values = true, global = true)]
-    pub api_key: Option<String>,
+    pub api_key: Option<ApiKeySecret>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
@@ -33,7 +34,8 @@ impl Remote {
     /// The key, or a message saying how to give one.
     pub fn key(&self) -> Result<&str, String> {
         self.api_key
-            .as_deref()
+            .as_ref()
+            .map(ApiKeySecret::expose)
             .ok_or_else(|| "no API key: pass --api-key or set TOLLGATE_API_KEY (tollgate dev-key prints one for `tollgate up`)".to_owned())
     }
 

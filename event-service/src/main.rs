@@ -38,7 +38,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = tollgate::args::parse();
     if let Err(e) = cli.log.init() {
         eprintln!("error: {e}");
         return ExitCode::from(2);

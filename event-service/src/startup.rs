@@ -19,7 +19,7 @@ use crate::grpc::EventApi;
 use crate::metrics::EventMetrics;
 use crate::store::sql::SqlStore;
 use crate::store::{EventStore, StoreError};
-use crate::writer::Ingestor;
+use crate::writer::{Failure, Ingestor};
 
 /// The gRPC services event-service serves, for health reporting.
 pub const SERVICE_NAMES: &[&str] = &["tollgate.events.v1.EventService"];
@@ -48,6 +48,10 @@ pub enum StartupError {
     /// Serving failed.
     #[error(transparent)]
     Serve(#[from] ServeError),
+    /// The write path failed for good (a failed sync, a writer that panicked): the service
+    /// stopped so that it is restarted.
+    #[error("stopped because the write path failed: {0}")]
+    WritePathFailed(String),
 }
 
 /// A bound, not yet serving, event-service.
@@ -57,6 +61,7 @@ pub struct Application {
     store: Arc<dyn EventStore>,
     events: Events,
     writer: JoinHandle<()>,
+    failure: Failure,
     auth: Arc<AuthCache>,
     server_tls: Option<tonic::transport::ServerTlsConfig>,
     metrics: Metrics,
@@ -113,6 +118,7 @@ impl Application {
         );
         let listeners = Listeners::bind(settings.listen_addr, settings.metrics_addr).await?;
         let (ingestor, writer) = Ingestor::start(store.clone(), event_metrics);
+        let failure = ingestor.failure().clone();
         let events = Events::new(
             store.clone(),
             ingestor,
@@ -127,6 +133,7 @@ impl Application {
             store,
             events,
             writer,
+            failure,
             auth,
             server_tls,
             metrics,
@@ -169,6 +176,17 @@ impl Application {
         let (tls, events, auth) = (self.server_tls, self.events, self.auth.clone());
         let metrics_layer = self.metrics.layer();
         let addr = serving.listeners.grpc_addr;
+        // A write path that failed for good stops the service as a signal would, and the
+        // process then exits with an error.
+        let failure = self.failure.clone();
+        let shutdown = async move {
+            tokio::select! {
+                () = shutdown => {}
+                reason = failure.wait() => {
+                    tracing::error!(%reason, "stopping: the write path failed");
+                }
+            }
+        };
         let served = serving
             .run(shutdown, |served| async move {
                 tracing::info!(
@@ -206,6 +224,10 @@ impl Application {
             identity_calls = self.auth.identity_calls(),
             "event-service stopped"
         );
-        Ok(served?)
+        served?;
+        match self.failure.get() {
+            Some(reason) => Err(StartupError::WritePathFailed(reason)),
+            None => Ok(()),
+        }
     }
 }

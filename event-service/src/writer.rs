@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::EventError;
@@ -72,11 +72,58 @@ fn answer(settled: Vec<Settled>) {
     }
 }
 
+/// Why the write path can store nothing more: the first fatal failure, once there is one. A
+/// failed sync is fatal because the kernel may have dropped the pages it could not write, so a
+/// later sync that succeeds proves nothing about them; a writer that panicked is fatal because
+/// what it held is lost. The service then reports NOT_SERVING and exits with an error, so that
+/// it is restarted and SQLite recovers from the log.
+#[derive(Debug, Clone)]
+pub struct Failure(Arc<watch::Sender<Option<String>>>);
+
+impl Failure {
+    fn new() -> Self {
+        Self(Arc::new(watch::channel(None).0))
+    }
+
+    /// Records the first fatal failure; later ones only go to the log.
+    fn set(&self, reason: String) {
+        tracing::error!(%reason, "the write path failed; no more events will be stored");
+        self.0.send_if_modified(|failure| {
+            if failure.is_none() {
+                *failure = Some(reason);
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// The failure, if there is one.
+    pub fn get(&self) -> Option<String> {
+        self.0.borrow().clone()
+    }
+
+    /// Resolves with the failure once there is one.
+    pub async fn wait(&self) -> String {
+        let mut failures = self.0.subscribe();
+        loop {
+            if let Some(reason) = failures.borrow_and_update().clone() {
+                return reason;
+            }
+            if failures.changed().await.is_err() {
+                // The sender lives in `self`: it cannot be gone.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
 /// A handle to the writer. Cloning it is cheap; the writer stops when every handle is dropped
 /// and the queue is drained.
 #[derive(Debug, Clone)]
 pub struct Ingestor {
     queue: mpsc::Sender<WriteRequest>,
+    failure: Failure,
 }
 
 impl Ingestor {
@@ -84,9 +131,15 @@ impl Ingestor {
     pub fn start(store: Arc<dyn EventStore>, metrics: EventMetrics) -> (Self, JoinHandle<()>) {
         let (queue, requests) = mpsc::channel(QUEUE_DEPTH);
         let requests = Arc::new(Mutex::new(requests));
+        let failure = Failure::new();
         let (synced, syncer) = if store.syncs_separately() {
             let (committed, to_sync) = mpsc::unbounded_channel();
-            let syncer = tokio::spawn(run_syncer(store.clone(), to_sync, metrics.clone()));
+            let syncer = tokio::spawn(run_syncer(
+                store.clone(),
+                to_sync,
+                metrics.clone(),
+                failure.clone(),
+            ));
             let slots = Arc::new(Semaphore::new(GROUPS_IN_FLIGHT));
             (Some(SyncQueue { committed, slots }), Some(syncer))
         } else {
@@ -106,16 +159,20 @@ impl Ingestor {
         // The syncer stops once the writers (holding the only senders) have, after answering
         // what they committed.
         tasks.extend(syncer);
+        let supervisor = failure.clone();
         let all = tokio::spawn(async move {
-            for writer in tasks {
-                if let Err(e) = writer.await {
-                    if e.is_panic() {
-                        std::panic::resume_unwind(e.into_panic());
-                    }
+            for task in tasks {
+                if let Err(e) = task.await {
+                    supervisor.set(format!("an ingest task ended abnormally: {e}"));
                 }
             }
         });
-        (Self { queue }, all)
+        (Self { queue, failure }, all)
+    }
+
+    /// What fails the write path for good, when it happens.
+    pub fn failure(&self) -> &Failure {
+        &self.failure
     }
 
     /// Stores validated events of one scope, all or nothing; answers once they are committed.
@@ -124,6 +181,9 @@ impl Ingestor {
         scope: Scope,
         events: Vec<NewEvent>,
     ) -> Result<Vec<IngestOutcome>, EventError> {
+        if self.failure.get().is_some() {
+            return Err(EventError::ShuttingDown);
+        }
         let (reply, answer) = oneshot::channel();
         self.queue
             .send(WriteRequest {
@@ -253,22 +313,37 @@ async fn run_syncer(
     store: Arc<dyn EventStore>,
     mut to_sync: mpsc::UnboundedReceiver<Committed>,
     metrics: EventMetrics,
+    failure: Failure,
 ) {
+    let mut failed: Option<Arc<StoreError>> = None;
     while let Some(first) = to_sync.recv().await {
         let mut groups = vec![first];
         while let Ok(more) = to_sync.try_recv() {
             groups.push(more);
         }
-        let started = std::time::Instant::now();
-        let synced = store.sync().await;
-        metrics
-            .sync_duration
-            .observe(started.elapsed().as_secs_f64());
+        // After a failed sync none is tried again (see `Failure`): what the writer still
+        // commits is answered with the same error.
+        let synced = match &failed {
+            Some(e) => Err(e.clone()),
+            None => {
+                let started = std::time::Instant::now();
+                let synced = store.sync().await.map_err(Arc::new);
+                metrics
+                    .sync_duration
+                    .observe(started.elapsed().as_secs_f64());
+                if let Err(e) = &synced {
+                    failure.set(format!(
+                        "cannot sync committed events to disk: {}",
+                        tollgate::telemetry::error_chain(e.as_ref())
+                    ));
+                    failed = Some(e.clone());
+                }
+                synced
+            }
+        };
         if let Err(e) = synced {
             // The commits may or may not survive a crash: tell their callers they failed, and a
-            // retry (idempotent by event id) settles it either way.
-            tracing::error!(error = %tollgate::telemetry::error_chain(&e), "cannot sync committed events");
-            let e = Arc::new(e);
+            // retry (idempotent by event id) after the restart settles it either way.
             let outcomes = groups.iter_mut().flat_map(|g| &mut g.settled);
             for (_, outcome) in outcomes {
                 if outcome.is_ok() {
@@ -475,7 +550,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failed_sync_fails_its_callers_and_a_retry_finds_the_event() {
+    async fn a_failed_sync_fails_its_callers_and_the_write_path_and_a_retry_finds_the_event() {
         let dir = tempfile::tempdir().unwrap();
         let store = gated(dir.path(), true).await;
         let (ingestor, _writers) = Ingestor::start(store.clone(), metrics());
@@ -484,9 +559,15 @@ mod tests {
         store.let_a_sync_finish().await;
         let err = caller.await.unwrap().unwrap_err();
         assert!(matches!(err, EventError::Internal(_)), "{err:?}");
-        // The commit itself went through: the retry a client makes, once the disk syncs again,
-        // is told the event is a duplicate.
+        // The write path is failed for good: the service stops taking events.
+        let reason = ingestor.failure().wait().await;
+        assert!(reason.contains("cannot sync"), "{reason}");
+        let refused = send(&ingestor, &s, "b").await.unwrap().unwrap_err();
+        assert!(matches!(refused, EventError::ShuttingDown), "{refused:?}");
+        // The commit itself went through: the retry a client makes once the service has
+        // restarted (a new writer on the same database) is told the event is a duplicate.
         store.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+        let (ingestor, _writers) = Ingestor::start(store.clone(), metrics());
         let retry = send(&ingestor, &s, "a");
         store.let_a_sync_finish().await;
         let outcome = retry.await.unwrap().unwrap();

@@ -229,22 +229,12 @@ async fn listing_filters_and_pages(store: Arc<dyn EventStore>) {
         event_name: Some("upload".into()),
         ..Default::default()
     };
-    assert_eq!(
-        store
-            .list(&s, &uploads, None, 100)
-            .await
-            .unwrap()
-            .len(),
-        10
-    );
+    assert_eq!(store.list(&s, &uploads, None, 100).await.unwrap().len(), 10);
     let c1 = ListFilter {
         external_customer_id: Some("c1".into()),
         ..Default::default()
     };
-    assert_eq!(
-        store.list(&s, &c1, None, 100).await.unwrap().len(),
-        20
-    );
+    assert_eq!(store.list(&s, &c1, None, 100).await.unwrap().len(), 20);
     let nowhere = ListFilter {
         source: Some("elsewhere".into()),
         ..Default::default()

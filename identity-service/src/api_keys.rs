@@ -1,7 +1,7 @@
 //! Managing API keys: create (the secret is returned once), read, list, revoke.
 
 use tollgate::ids::{ApiKeyId, UserId};
-use tollgate::keys::ApiKeySecret;
+use tollgate::keys::{ApiKeySecret, Environment};
 use tollgate::paging::Page;
 use tollgate::permissions::Permission;
 
@@ -54,9 +54,16 @@ impl Identity {
                 owner
             }
         };
+        // A key never creates a key with more reach than its own: not another environment
+        // than it reaches, and not a longer life (a key with no expiry asked of an expiring
+        // one gets the creator's expiry, and so does a later one).
         let environment = request.environment.unwrap_or(caller.environment);
-        let (key, secret) =
-            ApiKey::issue(&owner, environment, request.name, request.expires_at, now)?;
+        caller.require_reach(environment)?;
+        let expires_at = match (request.expires_at, caller.expires_at) {
+            (Some(asked), Some(cap)) => Some(asked.min(cap)),
+            (asked, cap) => asked.or(cap),
+        };
+        let (key, secret) = ApiKey::issue(&owner, environment, request.name, expires_at, now)?;
         match self.store.insert_api_key(&key).await {
             Ok(()) => {}
             // The owner was deleted between the read above and this insert.
@@ -79,6 +86,8 @@ impl Identity {
         self.store
             .get_api_key(&caller.tenant_id, id)
             .await?
+            // What a key cannot reach does not exist for it, as another tenant's keys do not.
+            .filter(|key| caller.reaches(key.environment))
             .ok_or_else(|| IdentityError::not_found("API key", id))
     }
 
@@ -91,9 +100,16 @@ impl Identity {
         page: Page<ApiKeyId>,
     ) -> Result<(Vec<ApiKey>, Option<ApiKeyId>), IdentityError> {
         caller.require(Permission::ApiKeysManage)?;
+        let environment = (!caller.reaches(Environment::Production)).then_some(caller.environment);
         let keys = self
             .store
-            .list_api_keys(&caller.tenant_id, owner, page.after.as_ref(), page.probe())
+            .list_api_keys(
+                &caller.tenant_id,
+                owner,
+                environment,
+                page.after.as_ref(),
+                page.probe(),
+            )
             .await?;
         Ok(page.split(keys, |k| k.id.clone()))
     }
@@ -105,6 +121,8 @@ impl Identity {
         id: &ApiKeyId,
     ) -> Result<(), IdentityError> {
         caller.require(Permission::ApiKeysManage)?;
+        // A key out of the caller's reach is not found, as in `get_api_key`.
+        self.get_api_key(caller, id).await?;
         if self.store.delete_api_key(&caller.tenant_id, id).await? {
             tracing::info!(key_id = %id, "API key revoked");
             Ok(())

@@ -39,10 +39,19 @@ pub struct Settings {
     /// replica take effect at once; other replicas see them within this time.
     #[arg(long, env = "IDENTITY_KEY_CACHE_TTL", default_value = DEFAULT_KEY_CACHE_TTL, value_parser = tollgate::telemetry::parse_duration)]
     pub key_cache_ttl: Duration,
-    /// TLS; with a client CA, a verified client certificate authenticates Authorize callers
-    /// (as the internal token does).
+    /// TLS; with a client CA, a verified client certificate carrying one of
+    /// --authorize-client-names authenticates Authorize callers (as the internal token does).
     #[command(flatten)]
     pub tls: tollgate::tls::ServerTlsArgs,
+    /// The names (DNS subject alternative names) of the client certificates that may call
+    /// Authorize over mutual TLS, comma-separated; a certificate of the CA with another name
+    /// may not.
+    #[arg(long, env = "IDENTITY_AUTHORIZE_CLIENT_NAMES", value_delimiter = ',')]
+    pub authorize_client_names: Vec<String>,
+    /// Let Authorize answer without the internal credential on an address other than loopback:
+    /// only where the network itself lets nobody but event-service reach the port.
+    #[arg(long, env = "IDENTITY_ALLOW_OPEN_AUTHORIZE")]
+    pub allow_open_authorize: bool,
     /// How long shutdown waits for in-flight requests before closing connections.
     #[arg(long, env = "IDENTITY_SHUTDOWN_GRACE", default_value = DEFAULT_SHUTDOWN_GRACE, value_parser = tollgate::telemetry::parse_duration)]
     pub shutdown_grace: Duration,
@@ -62,8 +71,43 @@ impl Settings {
             metrics_addr: None,
             key_cache_ttl: Duration::from_secs(1),
             tls: tollgate::tls::ServerTlsArgs::default(),
+            authorize_client_names: Vec::new(),
+            allow_open_authorize: false,
             shutdown_grace: Duration::from_secs(10),
             limits: tollgate::limits::ServerLimits::default(),
         }
+    }
+}
+
+impl Settings {
+    /// Checks what the flag parsers cannot check one flag at a time: above all, that `Authorize`
+    /// (which tells whoever asks what a key digest may do, and records its use) is open to
+    /// anyone only where that is meant.
+    pub fn validate(&self) -> Result<(), String> {
+        let mtls = self.tls.tls_client_ca.is_some();
+        if mtls && self.authorize_client_names.is_empty() {
+            return Err(
+                "--tls-client-ca needs --authorize-client-names: the certificate names that may \
+                 call Authorize (any certificate of the CA would otherwise do)"
+                    .to_owned(),
+            );
+        }
+        if !mtls && !self.authorize_client_names.is_empty() {
+            return Err("--authorize-client-names needs --tls-client-ca".to_owned());
+        }
+        for name in &self.authorize_client_names {
+            rustls_pki_types::ServerName::try_from(name.as_str())
+                .map_err(|_| format!("--authorize-client-names: {name:?} is not a DNS name"))?;
+        }
+        let open = self.internal_token.is_none() && !mtls;
+        if open && !self.listen_addr.ip().is_loopback() && !self.allow_open_authorize {
+            return Err(format!(
+                "Authorize would answer anyone who reaches {}: set --internal-token (or mutual \
+                 TLS with --tls-client-ca and --authorize-client-names), listen on loopback, or \
+                 pass --allow-open-authorize if the network admits nobody else",
+                self.listen_addr
+            ));
+        }
+        Ok(())
     }
 }

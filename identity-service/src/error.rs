@@ -4,7 +4,7 @@ use tollgate::invalid::Invalid;
 use tollgate::keys::RandomnessError;
 use tonic::Status;
 
-use crate::model::principal::MissingPermission;
+use crate::model::principal::{MissingPermission, OutOfReach};
 use crate::store::StoreError;
 
 /// Everything an identity operation can fail with.
@@ -69,6 +69,12 @@ impl From<StoreError> for IdentityError {
 impl From<RandomnessError> for IdentityError {
     fn from(e: RandomnessError) -> Self {
         Self::internal(e)
+    }
+}
+
+impl From<OutOfReach> for IdentityError {
+    fn from(e: OutOfReach) -> Self {
+        Self::PermissionDenied(e.to_string())
     }
 }
 

@@ -1,6 +1,9 @@
 //! The gRPC adapter: wire types in, domain types to [`Identity`], domain types back out, and
 //! [`IdentityError`] to `Status` through its one `From` impl. No logic lives here.
 
+use std::sync::Arc;
+
+use rustls_pki_types::ServerName;
 use tollgate::ids::{ApiKeyId, UserId};
 use tollgate::keys::{Environment, KeyDigest};
 use tollgate::metadata::{INTERNAL_TOKEN_HEADER, InternalToken, api_key_from_metadata};
@@ -21,21 +24,26 @@ use crate::{Identity, IdentityError};
 pub struct GrpcApi {
     identity: Identity,
     internal_token: Option<InternalToken>,
-    client_certificates: bool,
+    client_names: Arc<[ServerName<'static>]>,
 }
 
 impl GrpcApi {
     /// The adapter. `Authorize` is guarded by `internal_token` when set, and by verified client
-    /// certificates when `client_certificates` (mutual TLS) is on; either credential suffices.
+    /// certificates carrying one of `client_names` when there are any (mutual TLS); either
+    /// credential suffices. Names that are not DNS names are left out (settings refuse them).
     pub fn new(
         identity: Identity,
         internal_token: Option<InternalToken>,
-        client_certificates: bool,
+        client_names: &[String],
     ) -> Self {
+        let client_names = client_names
+            .iter()
+            .filter_map(|n| ServerName::try_from(n.clone()).ok())
+            .collect();
         Self {
             identity,
             internal_token,
-            client_certificates,
+            client_names,
         }
     }
 
@@ -47,12 +55,21 @@ impl GrpcApi {
     }
 
     fn check_internal_credential<T>(&self, request: &Request<T>) -> Result<(), IdentityError> {
-        if self.internal_token.is_none() && !self.client_certificates {
+        if self.internal_token.is_none() && self.client_names.is_empty() {
             return Ok(());
         }
-        // The TLS layer only hands over certificates that chain to the configured client CA.
-        let certified =
-            self.client_certificates && request.peer_certs().is_some_and(|certs| !certs.is_empty());
+        // The TLS layer only hands over certificates that chain to the configured client CA;
+        // of those, only the ones named for Authorize count.
+        let certified = !self.client_names.is_empty()
+            && request.peer_certs().is_some_and(|certs| {
+                certs.first().is_some_and(|leaf| {
+                    webpki::EndEntityCert::try_from(leaf).is_ok_and(|cert| {
+                        self.client_names
+                            .iter()
+                            .any(|name| cert.verify_is_valid_for_subject_name(name).is_ok())
+                    })
+                })
+            });
         let token = self.internal_token.as_ref().is_some_and(|token| {
             request
                 .metadata()

@@ -61,7 +61,7 @@ enum TenantCommand {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = tollgate::args::parse();
     if let Err(e) = cli.log.init() {
         eprintln!("error: {e}");
         return ExitCode::from(2);

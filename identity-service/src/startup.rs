@@ -42,6 +42,9 @@ pub enum StartupError {
     /// An address could not be bound.
     #[error(transparent)]
     Bind(#[from] tollgate::server::BindError),
+    /// The settings cannot be used together.
+    #[error("invalid configuration: {0}")]
+    Config(String),
     /// The TLS files cannot be used.
     #[error("invalid TLS configuration: {0}")]
     Tls(String),
@@ -66,6 +69,7 @@ pub struct Application {
 impl Application {
     /// Opens the database (applying migrations) and binds the listen address.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        settings.validate().map_err(StartupError::Config)?;
         let tls = settings.tls.config().map_err(StartupError::Tls)?;
         let store = SqlStore::connect_with(
             &settings.database_url,
@@ -125,7 +129,7 @@ impl Application {
         let api = GrpcApi::new(
             self.identity,
             self.settings.internal_token.clone(),
-            self.settings.tls.tls_client_ca.is_some(),
+            &self.settings.authorize_client_names,
         );
         let settings = self.settings;
         let (tls, layer) = (self.tls, self.metrics.layer());

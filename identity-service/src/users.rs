@@ -58,6 +58,7 @@ impl Identity {
         roles: RoleSet,
     ) -> Result<User, IdentityError> {
         caller.require(Permission::UsersManage)?;
+        caller.require_full_reach()?;
         let existing = self.get_user(caller, id).await?;
         if existing.user_type != UserType::ServiceAccount {
             return Err(IdentityError::invalid(
@@ -86,6 +87,7 @@ impl Identity {
     /// Deletes an account and, with it, all its API keys. Returns how many keys were revoked.
     pub async fn delete_user(&self, caller: &Principal, id: &UserId) -> Result<u64, IdentityError> {
         caller.require(Permission::UsersManage)?;
+        caller.require_full_reach()?;
         match self.store.delete_user(&caller.tenant_id, id).await? {
             DeleteUserOutcome::Deleted { revoked_api_keys } => {
                 tracing::info!(user_id = %id, revoked_api_keys, "user deleted");

@@ -164,7 +164,7 @@ fn bad_configuration_is_one_clear_line_and_a_failure_exit() {
         ),
         (
             &["serve", "--internal-token", "short"],
-            "at least 16 characters",
+            "at least 24 characters",
         ),
         (
             &["serve", "--database-url", "sqlite:/proc/no/such/dir/x.db"],

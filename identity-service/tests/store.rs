@@ -142,15 +142,18 @@ async fn keys_round_trip(store: Arc<dyn IdentityStore>) {
         store.find_api_key_by_digest(&sa_key.digest).await.unwrap(),
         Some(Arc::new(sa_key.clone()))
     );
-    let all = store.list_api_keys(&t.id, None, None, 10).await.unwrap();
+    let all = store
+        .list_api_keys(&t.id, None, None, None, 10)
+        .await
+        .unwrap();
     assert_eq!(all, vec![admin_key.clone(), sa_key.clone()]);
     let of_admin = store
-        .list_api_keys(&t.id, Some(&admin.id), None, 10)
+        .list_api_keys(&t.id, Some(&admin.id), None, None, 10)
         .await
         .unwrap();
     assert_eq!(of_admin, vec![admin_key.clone()]);
     let after = store
-        .list_api_keys(&t.id, None, Some(&admin_key.id), 10)
+        .list_api_keys(&t.id, None, None, Some(&admin_key.id), 10)
         .await
         .unwrap();
     assert_eq!(after, vec![sa_key.clone()]);

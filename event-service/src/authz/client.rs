@@ -31,12 +31,20 @@ pub enum Unavailable {
     Unreadable(&'static str),
 }
 
-/// The `Authorize` client.
-#[derive(Debug, Clone)]
+/// The `Authorize` client. Its `Debug` leaves the internal token out.
+#[derive(Clone)]
 pub struct IdentityClient {
     client: pb::authorization_service_client::AuthorizationServiceClient<Channel>,
     token: Option<MetadataValue<tonic::metadata::Ascii>>,
     metrics: EventMetrics,
+}
+
+impl std::fmt::Debug for IdentityClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentityClient")
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .finish_non_exhaustive()
+    }
 }
 
 impl IdentityClient {

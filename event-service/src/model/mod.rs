@@ -159,8 +159,12 @@ impl NewEvent {
             }
             ReceivedTime::At(t) => t,
         };
-        let properties = properties::to_json(raw.properties.as_ref())
-            .map_err(|problem| Invalid::field(field("properties"), problem))?;
+        let properties = properties::to_json(raw.properties.as_ref()).map_err(|refused| {
+            Invalid::field(
+                format!("{}{}", field("properties"), refused.path),
+                refused.problem,
+            )
+        })?;
         Ok(Self {
             event_id,
             event_name,

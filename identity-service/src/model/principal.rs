@@ -26,6 +26,8 @@ pub struct Principal {
     pub roles: RoleSet,
     /// The key's permissions.
     pub permissions: Vec<Permission>,
+    /// When the key stops working.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// A valid key without a permission it needs.
@@ -48,7 +50,29 @@ impl Principal {
             key_id: key.id.clone(),
             roles: key.roles.clone(),
             permissions: key.permissions(),
+            expires_at: key.expires_at,
         }
+    }
+
+    /// Whether the key reaches `environment`: a production key reaches both (a tenant's
+    /// production administrators manage its sandbox too), a sandbox key the sandbox only.
+    pub fn reaches(&self, environment: Environment) -> bool {
+        self.environment == Environment::Production || environment == self.environment
+    }
+
+    /// An error unless the key reaches `environment`.
+    pub fn require_reach(&self, environment: Environment) -> Result<(), OutOfReach> {
+        if self.reaches(environment) {
+            Ok(())
+        } else {
+            Err(OutOfReach(environment))
+        }
+    }
+
+    /// An error unless the key reaches every environment (a change to an account reaches all
+    /// of its keys, production ones included).
+    pub fn require_full_reach(&self) -> Result<(), OutOfReach> {
+        self.require_reach(Environment::Production)
     }
 
     /// Whether the key holds `permission`.
@@ -71,6 +95,13 @@ impl Principal {
         Err(MissingPermission { permission, hint })
     }
 }
+
+/// A key managing what lies outside its environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "a sandbox key manages the sandbox only and cannot reach {0}: use a production key of the tenant"
+)]
+pub struct OutOfReach(pub Environment);
 
 /// Why a request was denied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

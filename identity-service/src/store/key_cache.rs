@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use moka::future::Cache;
 use tollgate::ids::{ApiKeyId, TenantId, UserId};
-use tollgate::keys::KeyDigest;
+use tollgate::keys::{Environment, KeyDigest};
 use tollgate::server::DatabaseHealth;
 
 use super::{DeleteUserOutcome, IdentityStore, StoreError};
@@ -201,10 +201,13 @@ impl<S: IdentityStore> IdentityStore for CachedKeys<S> {
         &self,
         tenant: &TenantId,
         owner: Option<&UserId>,
+        environment: Option<Environment>,
         after: Option<&ApiKeyId>,
         limit: u32,
     ) -> Result<Vec<ApiKey>, StoreError> {
-        self.inner.list_api_keys(tenant, owner, after, limit).await
+        self.inner
+            .list_api_keys(tenant, owner, environment, after, limit)
+            .await
     }
 
     async fn delete_api_key(&self, tenant: &TenantId, id: &ApiKeyId) -> Result<bool, StoreError> {

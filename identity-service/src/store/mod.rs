@@ -10,7 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tollgate::ids::{ApiKeyId, TenantId, UserId};
-use tollgate::keys::KeyDigest;
+use tollgate::keys::{Environment, KeyDigest};
 use tollgate::server::DatabaseHealth;
 
 use crate::model::api_keys::ApiKey;
@@ -116,11 +116,13 @@ pub trait IdentityStore: DatabaseHealth {
         tenant: &TenantId,
         id: &ApiKeyId,
     ) -> Result<Option<ApiKey>, StoreError>;
-    /// Up to `limit` keys of a tenant (of one owner if given) in id order, after `after`.
+    /// Up to `limit` keys of a tenant (of one owner, of one environment, if given) in id order,
+    /// after `after`.
     async fn list_api_keys(
         &self,
         tenant: &TenantId,
         owner: Option<&UserId>,
+        environment: Option<Environment>,
         after: Option<&ApiKeyId>,
         limit: u32,
     ) -> Result<Vec<ApiKey>, StoreError>;

@@ -305,6 +305,7 @@ impl IdentityStore for SqlStore {
         &self,
         tenant: &TenantId,
         owner: Option<&UserId>,
+        environment: Option<Environment>,
         after: Option<&ApiKeyId>,
         limit: u32,
     ) -> Result<Vec<ApiKey>, StoreError> {
@@ -314,6 +315,10 @@ impl IdentityStore for SqlStore {
         q.push_bind(tenant.as_str());
         if let Some(owner) = owner {
             q.push(" AND user_id = ").push_bind(owner.as_str());
+        }
+        if let Some(environment) = environment {
+            q.push(" AND environment = ")
+                .push_bind(environment.as_str());
         }
         if let Some(after) = after {
             q.push(" AND id > ").push_bind(after.as_str());

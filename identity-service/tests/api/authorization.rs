@@ -208,7 +208,7 @@ async fn authorize_refuses_dead_and_malformed_keys() {
 #[tokio::test]
 async fn authorize_requires_the_internal_credential_when_configured() {
     let app = TestIdentity::spawn_with(|s| {
-        s.internal_token = Some("an-internal-token-of-length".parse().unwrap());
+        s.internal_token = Some("Xq7vP2mK9sT4wB8nR3yL6cF1hJ5dG0zA".parse().unwrap());
     })
     .await;
     let request = || pb::AuthorizeRequest {
@@ -229,7 +229,7 @@ async fn authorize_requires_the_internal_credential_when_configured() {
     let mut right = tonic::Request::new(request());
     right.metadata_mut().insert(
         "x-tollgate-internal-token",
-        "an-internal-token-of-length".parse().unwrap(),
+        "Xq7vP2mK9sT4wB8nR3yL6cF1hJ5dG0zA".parse().unwrap(),
     );
     assert!(
         app.authz()

@@ -223,11 +223,16 @@ impl pb::event_service_server::EventService for EventApi {
                         window_end: Some(to_proto(tollgate::time::from_micros(end))),
                         external_customer_id: row.external_customer_id.clone().unwrap_or_default(),
                         value: row.value,
+                        exact_value: row.exact.map(|e| e.to_string()).unwrap_or_default(),
                         event_count: u64::try_from(row.event_count).unwrap_or_default(),
                     }
                 })
                 .collect(),
             total: report.total,
+            exact_total: report
+                .total_exact
+                .map(|e| e.to_string())
+                .unwrap_or_default(),
         }))
     }
 }

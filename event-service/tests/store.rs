@@ -465,8 +465,79 @@ async fn values_are_stored_as_sent(store: Arc<dyn EventStore>) {
     assert_eq!(plain.ingested_at, got.ingested_at);
 }
 
+/// Sums are exact past 64 bits when every value is an integer (the exact figure is carried in
+/// 128 bits), are doubles otherwise, and are +infinity past the double range: the same on both
+/// backends, never an error.
+async fn sums_are_exact_past_64_bits(store: Arc<dyn EventStore>) {
+    let s = scope();
+    let at = t0();
+    let sum_of = |name: &'static str| {
+        UsageQuery::new(
+            name.into(),
+            Some(at),
+            Some(at + Duration::hours(1)),
+            Aggregation::Sum(PropertyName::parse("n").unwrap()),
+            None,
+            false,
+            None,
+        )
+        .unwrap()
+    };
+    // 2000 × 8.99e15 = 1.798e19, past i64::MAX (9.22e18).
+    let big: Vec<NewEvent> = (0..2000)
+        .map(|i| {
+            event(
+                &format!("b{i}"),
+                "big",
+                "c",
+                at,
+                r#"{"n": 8990000000000000}"#,
+            )
+        })
+        .collect();
+    store.insert(&[(&s, &big)]).await.unwrap();
+    let report = store.report(&s, &sum_of("big")).await.unwrap();
+    assert_eq!(report.total_exact, Some(17_980_000_000_000_000_000));
+    assert_eq!(report.total, 1.798e19);
+
+    // Negative integers come apart and back together exactly.
+    let negative = [
+        event("n1", "negative", "c", at, r#"{"n": -1}"#),
+        event("n2", "negative", "c", at, r#"{"n": -8990000000000000}"#),
+        event("n3", "negative", "c", at, r#"{"n": 4294967296}"#),
+    ];
+    store.insert(&[(&s, &negative)]).await.unwrap();
+    let report = store.report(&s, &sum_of("negative")).await.unwrap();
+    assert_eq!(
+        report.total_exact,
+        Some(-1 - 8_990_000_000_000_000 + 4_294_967_296)
+    );
+
+    // A fraction makes the sum a double, with no exact figure.
+    let mixed = [
+        event("m1", "mixed", "c", at, r#"{"n": 3}"#),
+        event("m2", "mixed", "c", at, r#"{"n": 0.5}"#),
+        event("m3", "mixed", "c", at, r#"{"n": 1e20}"#),
+    ];
+    store.insert(&[(&s, &mixed)]).await.unwrap();
+    let report = store.report(&s, &sum_of("mixed")).await.unwrap();
+    assert_eq!(report.total_exact, None);
+    assert_eq!(report.total, 1e20 + 3.5);
+
+    // Past the double range: +infinity, not an error.
+    let huge = [
+        event("h1", "huge", "c", at, r#"{"n": 1e308}"#),
+        event("h2", "huge", "c", at, r#"{"n": 1e308}"#),
+    ];
+    store.insert(&[(&s, &huge)]).await.unwrap();
+    let report = store.report(&s, &sum_of("huge")).await.unwrap();
+    assert_eq!(report.total, f64::INFINITY);
+    assert_eq!(report.rows[0].event_count, 2);
+}
+
 tollgate::store_suite!(
     crate::connect;
+    sums_are_exact_past_64_bits,
     idempotent_inserts,
     large_batches_go_in_whole,
     listing_filters_and_pages,

@@ -123,8 +123,11 @@ pub struct UsageRow {
     pub window: Option<i64>,
     /// The customer, when grouped.
     pub external_customer_id: Option<String>,
-    /// The figure.
+    /// The figure, as a double: beyond the double range a sum is ±infinity.
     pub value: f64,
+    /// The figure exactly, when it is a whole number computed exactly: counts, and sums whose
+    /// values were all integers (however large the sum).
+    pub exact: Option<i128>,
     /// Events that went into it.
     pub event_count: i64,
 }
@@ -136,6 +139,8 @@ pub struct UsageReport {
     pub rows: Vec<UsageRow>,
     /// The figure over the whole range and every customer.
     pub total: f64,
+    /// The total exactly, as [`UsageRow::exact`].
+    pub total_exact: Option<i128>,
 }
 
 impl UsageQuery {

@@ -186,6 +186,78 @@ impl SqlStore {
         }
     }
 
+    /// The expression of a top-level property's value when it is a JSON number of the kind
+    /// asked, NULL otherwise. `integer`: a whole number below 9e15, which is what the writer
+    /// stores as a JSON integer (`tollgate::json`) and SQLite's `json_type` calls `integer`;
+    /// PostgreSQL's `jsonb` writes every whole number without an exponent, so there the
+    /// magnitude decides too. Integers come as BIGINT; the other numbers as REAL on SQLite and
+    /// as exact NUMERIC on PostgreSQL.
+    fn push_number_of_kind<'a>(&self, q: &mut Query<'a>, name: &'a str, integer: bool) {
+        match self.db.backend() {
+            Backend::Sqlite => {
+                q.push("CASE WHEN json_type(properties, ")
+                    .push_bind(sqlite_path(name))
+                    .push(if integer {
+                        ") = 'integer'"
+                    } else {
+                        ") = 'real'"
+                    })
+                    .push(" THEN json_extract(properties, ")
+                    .push_bind(sqlite_path(name))
+                    .push(") END");
+            }
+            Backend::Postgres => {
+                // CASE, unlike AND, fixes the order: the casts only ever see a number's text.
+                let text = |q: &mut Query<'a>| {
+                    q.push("(properties ->> ").push_bind(name).push("::text)");
+                };
+                q.push("CASE WHEN jsonb_typeof(properties -> ")
+                    .push_bind(name)
+                    .push("::text) = 'number' THEN CASE WHEN ");
+                text(q);
+                q.push(" ~ '^-?[0-9]{1,16}$' AND abs(");
+                text(q);
+                q.push("::numeric) < 9000000000000000 THEN ");
+                if integer {
+                    text(q);
+                    q.push("::bigint END END");
+                } else {
+                    q.push("NULL ELSE ");
+                    text(q);
+                    q.push("::numeric END END");
+                }
+            }
+        }
+    }
+
+    /// The columns of an exact sum: the integers' sum in two halves (each value split at bit
+    /// 32, so that neither half's sum can overflow 64 bits for billions of rows, and the whole
+    /// is put together in 128 bits), the other numbers' sum (a double on SQLite, exact text on
+    /// PostgreSQL, whose double sum raises an error past the double range), and how many of
+    /// those there were.
+    fn push_exact_sum<'a>(&self, q: &mut Query<'a>, name: &'a str) {
+        q.push("CAST(SUM((");
+        self.push_number_of_kind(q, name, true);
+        q.push(") >> 32) AS BIGINT) AS int_hi, CAST(SUM((");
+        self.push_number_of_kind(q, name, true);
+        q.push(") & 4294967295) AS BIGINT) AS int_lo, ");
+        match self.db.backend() {
+            Backend::Sqlite => {
+                q.push("TOTAL(");
+                self.push_number_of_kind(q, name, false);
+                q.push(") AS real_sum, CAST(NULL AS TEXT) AS real_text, ");
+            }
+            Backend::Postgres => {
+                q.push("CAST(NULL AS DOUBLE PRECISION) AS real_sum, CAST(SUM(");
+                self.push_number_of_kind(q, name, false);
+                q.push(") AS TEXT) AS real_text, ");
+            }
+        }
+        q.push("COUNT(");
+        self.push_number_of_kind(q, name, false);
+        q.push(") AS reals, ");
+    }
+
     /// The expression of a top-level property's value as text, NULL when missing.
     fn push_text_property<'a>(&self, q: &mut Query<'a>, name: &'a str) {
         match self.db.backend() {
@@ -200,8 +272,9 @@ impl SqlStore {
         }
     }
 
-    /// The aggregated expression over one event's value, or (`counted`) the expression
-    /// counting the events that have one.
+    /// The aggregated expression over one event's value (not for SUM: see
+    /// [`SqlStore::push_exact_sum`]), or (`counted`) the expression counting the events that
+    /// have one.
     fn push_value<'a>(&self, q: &mut Query<'a>, aggregation: &'a Aggregation, counted: bool) {
         let (function, distinct) = match aggregation {
             Aggregation::Count => ("COUNT", false),
@@ -256,9 +329,21 @@ impl SqlStore {
         } else {
             "CAST(NULL AS TEXT) AS customer, "
         });
-        q.push("CAST(");
-        self.push_value(&mut q, &query.aggregation, false);
-        q.push(" AS DOUBLE PRECISION) AS value, ");
+        match &query.aggregation {
+            Aggregation::Sum(p) => {
+                q.push("CAST(NULL AS DOUBLE PRECISION) AS value, ");
+                self.push_exact_sum(&mut q, p.as_str());
+            }
+            other => {
+                q.push("CAST(");
+                self.push_value(&mut q, other, false);
+                q.push(
+                    " AS DOUBLE PRECISION) AS value, CAST(NULL AS BIGINT) AS int_hi, \
+                     CAST(NULL AS BIGINT) AS int_lo, CAST(NULL AS DOUBLE PRECISION) AS real_sum, \
+                     CAST(NULL AS TEXT) AS real_text, CAST(0 AS BIGINT) AS reals, ",
+                );
+            }
+        }
         self.push_value(&mut q, &query.aggregation, true);
         q.push(" AS n FROM events WHERE scope_id = ")
             .push_bind(scope_id);
@@ -294,12 +379,7 @@ impl SqlStore {
         let rows: Vec<UsageRowRaw> = self.db.fetch_all(q).await?;
         Ok(rows
             .into_iter()
-            .map(|r| UsageRow {
-                window: r.win,
-                external_customer_id: r.customer,
-                value: r.value.unwrap_or_default(),
-                event_count: r.n,
-            })
+            .map(|r| r.into_row(&query.aggregation))
             .collect())
     }
 }
@@ -454,6 +534,7 @@ impl EventStore for SqlStore {
             return Ok(Some(UsageReport {
                 rows: Vec::new(),
                 total: 0.0,
+                total_exact: Some(0),
             }));
         };
         // One row more than allowed tells that the report would be too large.
@@ -464,16 +545,27 @@ impl EventStore for SqlStore {
             return Ok(None);
         }
         let total = if query.window.is_none() && !query.group_by_customer {
-            rows.first().map(|r| r.value).unwrap_or_default()
+            rows.first().cloned()
         } else {
             // Distinct counts, minima and maxima do not add up: ask for the total.
             self.usage_rows(scope_id, query, false, 1)
                 .await?
-                .first()
-                .map(|r| r.value)
-                .unwrap_or_default()
+                .into_iter()
+                .next()
         };
-        Ok(Some(UsageReport { rows, total }))
+        let (total, total_exact) = match total {
+            Some(row) => (row.value, row.exact),
+            // Nothing to count: zero, exactly for counts and sums; minima and maxima have none.
+            None => {
+                let whole = !matches!(query.aggregation, Aggregation::Min(_) | Aggregation::Max(_));
+                (0.0, whole.then_some(0))
+            }
+        };
+        Ok(Some(UsageReport {
+            rows,
+            total,
+            total_exact,
+        }))
     }
 }
 
@@ -539,11 +631,50 @@ impl From<EventRow> for Event {
     }
 }
 
-/// A usage row.
+/// A usage row. A sum comes in parts (see [`SqlStore::push_exact_sum`]); any other figure in
+/// `value`.
 #[derive(Debug, sqlx::FromRow)]
 struct UsageRowRaw {
     win: Option<i64>,
     customer: Option<String>,
     value: Option<f64>,
+    int_hi: Option<i64>,
+    int_lo: Option<i64>,
+    real_sum: Option<f64>,
+    real_text: Option<String>,
+    reals: i64,
     n: i64,
+}
+
+impl UsageRowRaw {
+    /// The row, its figure put together: a sum from its parts, a count exact as it is.
+    fn into_row(self, aggregation: &Aggregation) -> UsageRow {
+        let (value, exact) = match aggregation {
+            Aggregation::Sum(_) => {
+                // The integers exactly, in 128 bits, plus the other numbers.
+                let integers = (i128::from(self.int_hi.unwrap_or(0)) << 32)
+                    + i128::from(self.int_lo.unwrap_or(0));
+                let others = self.real_sum.unwrap_or(0.0)
+                    + self
+                        .real_text
+                        .as_deref()
+                        .and_then(|t| t.parse::<f64>().ok())
+                        .unwrap_or(0.0);
+                let exact = (self.reals == 0).then_some(integers);
+                (integers as f64 + others, exact)
+            }
+            Aggregation::Count | Aggregation::CountUnique(_) => {
+                let value = self.value.unwrap_or_default();
+                (value, Some(value as i128))
+            }
+            Aggregation::Min(_) | Aggregation::Max(_) => (self.value.unwrap_or_default(), None),
+        };
+        UsageRow {
+            window: self.win,
+            external_customer_id: self.customer,
+            value,
+            exact,
+            event_count: self.n,
+        }
+    }
 }

@@ -50,6 +50,26 @@ fn redacted(e: &clap::Error) -> Option<String> {
     ))
 }
 
+/// The contents of a file holding a secret (a Kubernetes Secret mounted as a file), without its
+/// trailing newline; errors name the file, never its contents.
+pub fn read_secret_file(path: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the secret file {}: {e}", path.display()))?;
+    Ok(text.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+/// Parses the secret in the file at `path` as a `T`; the error says which file, and why, but
+/// repeats nothing of the contents.
+pub fn parse_secret_file<T>(path: &std::path::Path) -> Result<T, String>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    read_secret_file(path)?
+        .parse()
+        .map_err(|e| format!("the secret in {} is not valid: {e}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,6 +45,9 @@ pub struct Settings {
     /// Where to keep events: `sqlite:<path>` or `postgres://user:password@host/database`.
     #[arg(long, env = "EVENT_DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
     pub database_url: DatabaseUrl,
+    /// A file holding the database URL (a mounted Secret), instead of --database-url.
+    #[arg(long, env = "EVENT_DATABASE_URL_FILE", conflicts_with = "database_url")]
+    pub database_url_file: Option<std::path::PathBuf>,
     /// identity-service's gRPC address (`http://` or `https://`).
     #[arg(long, env = "EVENT_IDENTITY_URL", default_value = DEFAULT_IDENTITY_URL)]
     pub identity_url: url::Url,
@@ -64,6 +67,13 @@ pub struct Settings {
     /// Internal credential sent with every `Authorize` call (identity-service's `--internal-token`).
     #[arg(long, env = "TOLLGATE_INTERNAL_TOKEN", hide_env_values = true)]
     pub internal_token: Option<InternalToken>,
+    /// A file holding the internal token (a mounted Secret), instead of --internal-token.
+    #[arg(
+        long,
+        env = "TOLLGATE_INTERNAL_TOKEN_FILE",
+        conflicts_with = "internal_token"
+    )]
+    pub internal_token_file: Option<std::path::PathBuf>,
     /// PEM CA that signed identity-service's certificate (required with an https:// URL).
     #[arg(long, env = "EVENT_IDENTITY_CA")]
     pub identity_ca: Option<std::path::PathBuf>,
@@ -112,12 +122,14 @@ impl Settings {
         Self {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             database_url,
+            database_url_file: None,
             identity_url,
             auth_cache_ttl: duration(DEFAULT_AUTH_CACHE_TTL),
             auth_denial_ttl: duration(DEFAULT_AUTH_DENIAL_TTL),
             auth_cache_capacity: DEFAULT_AUTH_CACHE_CAPACITY,
             identity_timeout: duration(DEFAULT_IDENTITY_TIMEOUT),
             internal_token: None,
+            internal_token_file: None,
             identity_ca: None,
             identity_client_cert: None,
             identity_client_key: None,
@@ -161,6 +173,19 @@ impl Settings {
         }
         if self.identity_timeout.is_zero() {
             return Err("--identity-timeout must be more than 0".to_owned());
+        }
+        Ok(())
+    }
+}
+
+impl Settings {
+    /// Reads the secrets given as files into the settings they stand for.
+    pub fn read_secret_files(&mut self) -> Result<(), String> {
+        if let Some(path) = &self.database_url_file {
+            self.database_url = tollgate::args::parse_secret_file(path)?;
+        }
+        if let Some(path) = &self.internal_token_file {
+            self.internal_token = Some(tollgate::args::parse_secret_file(path)?);
         }
         Ok(())
     }

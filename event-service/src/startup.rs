@@ -71,7 +71,8 @@ pub struct Application {
 impl Application {
     /// Validates the settings, opens the database (applying migrations), starts the writer and
     /// binds the listen address. identity-service is connected to on first use.
-    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+    pub async fn build(mut settings: Settings) -> Result<Self, StartupError> {
+        settings.read_secret_files().map_err(StartupError::Config)?;
         settings.validate().map_err(StartupError::Config)?;
         let metrics = Metrics::new("event-service")?;
         let event_metrics = EventMetrics::register(&metrics.registry)?;

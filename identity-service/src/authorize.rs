@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use tollgate::keys::{ApiKeySecret, KeyDigest};
 use tollgate::permissions::Permission;
 
-use crate::model::api_keys::ApiKey;
 use crate::model::principal::{Decision, DenyReason, Principal};
+use crate::store::KeyRecord;
 use crate::{Identity, IdentityError};
 
 /// `last_used_at` is written at most once per this period per key, so that a busy key costs
@@ -25,10 +25,10 @@ impl Identity {
         permission: Permission,
     ) -> Result<Decision, IdentityError> {
         let now = tollgate::time::now();
-        let key = self.store.find_api_key_by_digest(digest).await?;
-        let decision = Decision::decide(key.as_deref(), permission, now);
-        if let Some(key) = key.as_deref().filter(|k| !k.is_expired(now)) {
-            self.record_use(key, now).await;
+        let record = self.store.find_api_key_by_digest(digest).await?;
+        let decision = Decision::decide(record.as_ref().map(|r| &r.key), permission, now);
+        if let Some(record) = record.as_deref().filter(|r| !r.key.is_expired(now)) {
+            self.record_use(record, now).await;
         }
         let counted = &self.metrics.decisions;
         let (reason, counter) = match decision.outcome {
@@ -53,22 +53,31 @@ impl Identity {
             None => Err(IdentityError::Unauthenticated(
                 "invalid API key: it does not exist or was revoked".to_owned(),
             )),
-            Some(key) if key.is_expired(now) => {
+            Some(record) if record.key.is_expired(now) => {
                 Err(IdentityError::Unauthenticated("expired API key".to_owned()))
             }
-            Some(key) => {
-                self.record_use(&key, now).await;
-                Ok(Principal::of(&key))
+            Some(record) => {
+                self.record_use(&record, now).await;
+                Ok(Principal::of(&record.key))
             }
         }
     }
 
-    /// Writes `last_used_at` when it is older than the resolution. A failure must not fail the
-    /// request it belongs to: it is logged.
-    async fn record_use(&self, key: &ApiKey, now: DateTime<Utc>) {
+    /// Writes `last_used_at` when it is older than the resolution, at most once per key per
+    /// resolution on this replica (the store's conditional update keeps replicas from writing
+    /// it more often). A failure must not fail the request it belongs to: it is logged.
+    async fn record_use(&self, record: &KeyRecord, now: DateTime<Utc>) {
         let resolution = chrono::Duration::from_std(LAST_USED_RESOLUTION).unwrap_or_default();
-        if let Err(e) = self.store.touch_api_key(key, now, now - resolution).await {
-            tracing::warn!(key_id = %key.id, error = %e, "cannot record API key use");
+        let stale_before = now - resolution;
+        if !record.claim_use(now, stale_before) {
+            return;
+        }
+        if let Err(e) = self
+            .store
+            .touch_api_key(&record.key.id, now, stale_before)
+            .await
+        {
+            tracing::warn!(key_id = %record.key.id, error = %e, "cannot record API key use");
         }
     }
 }

@@ -28,10 +28,24 @@ pub struct Settings {
     /// Where to keep data: `sqlite:<path>` or `postgres://user:password@host/database`.
     #[arg(long, env = "IDENTITY_DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
     pub database_url: DatabaseUrl,
+    /// A file holding the database URL (a mounted Secret), instead of --database-url.
+    #[arg(
+        long,
+        env = "IDENTITY_DATABASE_URL_FILE",
+        conflicts_with = "database_url"
+    )]
+    pub database_url_file: Option<std::path::PathBuf>,
     /// Shared secret that callers of Authorize must send in `x-tollgate-internal-token`.
     /// Unset: Authorize is open to anyone who can reach the port (fine on loopback only).
     #[arg(long, env = "TOLLGATE_INTERNAL_TOKEN", hide_env_values = true)]
     pub internal_token: Option<InternalToken>,
+    /// A file holding the internal token (a mounted Secret), instead of --internal-token.
+    #[arg(
+        long,
+        env = "TOLLGATE_INTERNAL_TOKEN_FILE",
+        conflicts_with = "internal_token"
+    )]
+    pub internal_token_file: Option<std::path::PathBuf>,
     /// Address for the Prometheus `/metrics` endpoint; unset: no metrics endpoint.
     #[arg(long, env = "IDENTITY_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
@@ -67,7 +81,9 @@ impl Settings {
         Self {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             database_url,
+            database_url_file: None,
             internal_token: None,
+            internal_token_file: None,
             metrics_addr: None,
             key_cache_ttl: Duration::from_secs(1),
             tls: tollgate::tls::ServerTlsArgs::default(),
@@ -107,6 +123,19 @@ impl Settings {
                  pass --allow-open-authorize if the network admits nobody else",
                 self.listen_addr
             ));
+        }
+        Ok(())
+    }
+}
+
+impl Settings {
+    /// Reads the secrets given as files into the settings they stand for.
+    pub fn read_secret_files(&mut self) -> Result<(), String> {
+        if let Some(path) = &self.database_url_file {
+            self.database_url = tollgate::args::parse_secret_file(path)?;
+        }
+        if let Some(path) = &self.internal_token_file {
+            self.internal_token = Some(tollgate::args::parse_secret_file(path)?);
         }
         Ok(())
     }

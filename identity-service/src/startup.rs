@@ -68,7 +68,8 @@ pub struct Application {
 
 impl Application {
     /// Opens the database (applying migrations) and binds the listen address.
-    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+    pub async fn build(mut settings: Settings) -> Result<Self, StartupError> {
+        settings.read_secret_files().map_err(StartupError::Config)?;
         settings.validate().map_err(StartupError::Config)?;
         let tls = settings.tls.config().map_err(StartupError::Tls)?;
         let store = SqlStore::connect_with(

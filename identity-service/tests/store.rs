@@ -12,7 +12,7 @@ use identity_service::model::roles::RoleSet;
 use identity_service::model::tenants::Tenant;
 use identity_service::model::users::{AccountKind, DisplayName, User, UserType};
 use identity_service::store::sql::SqlStore;
-use identity_service::store::{DeleteUserOutcome, IdentityStore, StoreError};
+use identity_service::store::{DeleteUserOutcome, IdentityStore, KeyRecord, StoreError};
 use tollgate::ids::{ApiKeyId, TenantId, UserId};
 use tollgate::keys::Environment;
 use tollgate::time::now;
@@ -140,7 +140,7 @@ async fn keys_round_trip(store: Arc<dyn IdentityStore>) {
     );
     assert_eq!(
         store.find_api_key_by_digest(&sa_key.digest).await.unwrap(),
-        Some(Arc::new(sa_key.clone()))
+        Some(Arc::new(KeyRecord::new(sa_key.clone())))
     );
     let all = store
         .list_api_keys(&t.id, None, None, None, 10)
@@ -161,19 +161,19 @@ async fn keys_round_trip(store: Arc<dyn IdentityStore>) {
     // last_used_at moves only when the stored value is older than `stale_before`.
     let t1 = now();
     store
-        .touch_api_key(&sa_key, t1, t1 - Duration::seconds(60))
+        .touch_api_key(&sa_key.id, t1, t1 - Duration::seconds(60))
         .await
         .unwrap();
     let t2 = t1 + Duration::seconds(30);
     store
-        .touch_api_key(&sa_key, t2, t2 - Duration::seconds(60))
+        .touch_api_key(&sa_key.id, t2, t2 - Duration::seconds(60))
         .await
         .unwrap();
     let stored = store.get_api_key(&t.id, &sa_key.id).await.unwrap().unwrap();
     assert_eq!(stored.last_used_at, Some(t1));
     let t3 = t1 + Duration::seconds(61);
     store
-        .touch_api_key(&sa_key, t3, t3 - Duration::seconds(60))
+        .touch_api_key(&sa_key.id, t3, t3 - Duration::seconds(60))
         .await
         .unwrap();
     let stored = store.get_api_key(&t.id, &sa_key.id).await.unwrap().unwrap();

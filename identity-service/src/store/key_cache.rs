@@ -13,7 +13,7 @@
 //! bump drops what it cached.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,7 +23,7 @@ use tollgate::ids::{ApiKeyId, TenantId, UserId};
 use tollgate::keys::{Environment, KeyDigest};
 use tollgate::server::DatabaseHealth;
 
-use super::{DeleteUserOutcome, IdentityStore, StoreError};
+use super::{DeleteUserOutcome, IdentityStore, KeyRecord, StoreError};
 use crate::metrics::CacheLookups;
 use crate::model::api_keys::ApiKey;
 use crate::model::roles::RoleSet;
@@ -33,37 +33,11 @@ use crate::model::users::{User, UserType};
 /// Records held at most; about 400 bytes each.
 const CAPACITY: u64 = 100_000;
 
-/// A cached key record and when its use was last written.
-#[derive(Debug)]
-struct CachedKey {
-    key: Arc<ApiKey>,
-    /// `last_used_at` as this replica last wrote or read it, in microseconds.
-    last_use: AtomicI64,
-}
-
-impl CachedKey {
-    /// Claims the right to write `now` as the key's last use, when the last write is older
-    /// than `stale_before`. Only one of several concurrent callers wins.
-    fn claim_use(&self, now: DateTime<Utc>, stale_before: DateTime<Utc>) -> bool {
-        let last = self.last_use.load(Ordering::Relaxed);
-        last < tollgate::time::to_micros(stale_before)
-            && self
-                .last_use
-                .compare_exchange(
-                    last,
-                    tollgate::time::to_micros(now),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-    }
-}
-
 /// A store whose digest lookups are cached for a TTL.
 #[derive(Debug)]
 pub struct CachedKeys<S> {
     inner: S,
-    cache: Cache<KeyDigest, Arc<CachedKey>>,
+    cache: Cache<KeyDigest, Arc<KeyRecord>>,
     /// Bumped by every delete, after it committed and before the cache is emptied.
     generation: AtomicU64,
     lookups: CacheLookups,
@@ -89,32 +63,24 @@ impl<S: IdentityStore> CachedKeys<S> {
         self.cache.invalidate_all();
     }
 
-    async fn lookup(&self, digest: &KeyDigest) -> Result<Option<Arc<CachedKey>>, StoreError> {
+    async fn lookup(&self, digest: &KeyDigest) -> Result<Option<Arc<KeyRecord>>, StoreError> {
         if let Some(hit) = self.cache.get(digest).await {
             self.lookups.hit.inc();
             return Ok(Some(hit));
         }
         self.lookups.miss.inc();
         let generation = self.generation.load(Ordering::SeqCst);
-        let Some(key) = self.inner.find_api_key_by_digest(digest).await? else {
+        let Some(record) = self.inner.find_api_key_by_digest(digest).await? else {
             return Ok(None);
         };
-        let cached = Arc::new(CachedKey {
-            last_use: AtomicI64::new(
-                key.last_used_at
-                    .map(tollgate::time::to_micros)
-                    .unwrap_or(i64::MIN),
-            ),
-            key,
-        });
-        self.cache.insert(*digest, cached.clone()).await;
+        self.cache.insert(*digest, record.clone()).await;
         // A delete that committed after the read above bumped the generation: the record may be
         // a revoked key's, so it must not outlive this call. A delete that bumps it only after
         // this check empties the cache after the insert above, which removes the record too.
         if self.generation.load(Ordering::SeqCst) != generation {
             self.cache.invalidate(digest).await;
         }
-        Ok(Some(cached))
+        Ok(Some(record))
     }
 }
 
@@ -221,23 +187,16 @@ impl<S: IdentityStore> IdentityStore for CachedKeys<S> {
     async fn find_api_key_by_digest(
         &self,
         digest: &KeyDigest,
-    ) -> Result<Option<Arc<ApiKey>>, StoreError> {
-        Ok(self.lookup(digest).await?.map(|cached| cached.key.clone()))
+    ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+        self.lookup(digest).await
     }
 
-    /// Writes through at most once per key and `stale_before` period on this replica (the
-    /// store's conditional update keeps replicas from writing more often than that).
     async fn touch_api_key(
         &self,
-        key: &ApiKey,
+        id: &ApiKeyId,
         now: DateTime<Utc>,
         stale_before: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        if let Some(cached) = self.cache.get(&key.digest).await {
-            if !cached.claim_use(now, stale_before) {
-                return Ok(());
-            }
-        }
-        self.inner.touch_api_key(key, now, stale_before).await
+        self.inner.touch_api_key(id, now, stale_before).await
     }
 }

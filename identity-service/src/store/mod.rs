@@ -6,12 +6,14 @@ pub mod key_cache;
 pub mod sql;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tollgate::ids::{ApiKeyId, TenantId, UserId};
 use tollgate::keys::{Environment, KeyDigest};
 use tollgate::server::DatabaseHealth;
+use tollgate::time::to_micros;
 
 use crate::model::api_keys::ApiKey;
 use crate::model::roles::RoleSet;
@@ -52,6 +54,45 @@ impl From<sqlx::Error> for StoreError {
             },
             _ => Self::Database(e),
         }
+    }
+}
+
+/// A key as read for authorization, with when its use was last written as this replica knows
+/// it, so that `last_used_at` is written at most once per period per key, not on every request.
+#[derive(Debug)]
+pub struct KeyRecord {
+    /// The key.
+    pub key: ApiKey,
+    /// `last_used_at` as this replica last wrote or read it, in microseconds.
+    last_use: AtomicI64,
+}
+
+/// Records are the same when their keys are: when a use was last written is not part of it.
+impl PartialEq for KeyRecord {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+
+impl KeyRecord {
+    /// The record of a key just read.
+    pub fn new(key: ApiKey) -> Self {
+        let last_use = key.last_used_at.map(to_micros).unwrap_or(i64::MIN);
+        Self {
+            key,
+            last_use: AtomicI64::new(last_use),
+        }
+    }
+
+    /// Claims the right to write `now` as the key's last use, when the last write is older
+    /// than `stale_before`. Only one of several concurrent callers wins.
+    pub fn claim_use(&self, now: DateTime<Utc>, stale_before: DateTime<Utc>) -> bool {
+        let last = self.last_use.load(Ordering::Relaxed);
+        last < to_micros(stale_before)
+            && self
+                .last_use
+                .compare_exchange(last, to_micros(now), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
     }
 }
 
@@ -132,12 +173,12 @@ pub trait IdentityStore: DatabaseHealth {
     async fn find_api_key_by_digest(
         &self,
         digest: &KeyDigest,
-    ) -> Result<Option<Arc<ApiKey>>, StoreError>;
-    /// Records that `key` was used at `now`, unless its last recorded use is later than
-    /// `stale_before`.
+    ) -> Result<Option<Arc<KeyRecord>>, StoreError>;
+    /// Records that the key was used at `now`, unless its last recorded use is later than
+    /// `stale_before` (the condition holds across replicas).
     async fn touch_api_key(
         &self,
-        key: &ApiKey,
+        id: &ApiKeyId,
         now: DateTime<Utc>,
         stale_before: DateTime<Utc>,
     ) -> Result<(), StoreError>;

@@ -14,7 +14,7 @@ use tollgate::server::DatabaseHealth;
 use tollgate::sql::{Backend, Db, Query, Tx};
 use tollgate::time::{from_micros, to_micros};
 
-use super::{DeleteUserOutcome, IdentityStore, StoreError};
+use super::{DeleteUserOutcome, IdentityStore, KeyRecord, StoreError};
 use crate::model::api_keys::{ApiKey, KeyName};
 use crate::model::roles::RoleSet;
 use crate::model::tenants::Tenant;
@@ -347,7 +347,7 @@ impl IdentityStore for SqlStore {
     async fn find_api_key_by_digest(
         &self,
         digest: &KeyDigest,
-    ) -> Result<Option<Arc<ApiKey>>, StoreError> {
+    ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
         self.db
             .fetch_optional::<ApiKeyRow>(
                 Query::new(format!(
@@ -356,13 +356,13 @@ impl IdentityStore for SqlStore {
                 .bind(digest.as_bytes().as_slice()),
             )
             .await?
-            .map(|row| ApiKey::try_from(row).map(Arc::new))
+            .map(|row| ApiKey::try_from(row).map(|key| Arc::new(KeyRecord::new(key))))
             .transpose()
     }
 
     async fn touch_api_key(
         &self,
-        key: &ApiKey,
+        id: &ApiKeyId,
         now: DateTime<Utc>,
         stale_before: DateTime<Utc>,
     ) -> Result<(), StoreError> {
@@ -372,7 +372,7 @@ impl IdentityStore for SqlStore {
                     "UPDATE api_keys SET last_used_at = $2 \
                      WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $3)",
                 )
-                .bind(key.id.as_str())
+                .bind(id.as_str())
                 .bind(to_micros(now))
                 .bind(to_micros(stale_before)),
             )

@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tollgate::proto::events::v1 as ev;
 use tollgate::proto::identity::v1 as id;
-pub use tollgate::testing::{digest, with_key};
+pub use tollgate::testing::{PostgresDatabase, digest, with_key};
 use tonic::Status;
 use tonic::transport::Channel;
 
@@ -50,6 +50,44 @@ impl Running {
     }
 }
 
+/// Which database both services of a [`Stack`] keep their data in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A fresh SQLite file each.
+    Sqlite,
+    /// A fresh database each on the server `TEST_DATABASE_URL` names.
+    Postgres,
+}
+
+/// Runs each story (an `async fn(Backend)`) on SQLite and on PostgreSQL, as tests named
+/// `sqlite::story` and `postgres::story`; the PostgreSQL ones are ignored unless
+/// `TEST_DATABASE_URL` was set when the tests were built.
+#[macro_export]
+macro_rules! stories {
+    ($($story:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $story() {
+                    super::$story($crate::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[cfg_attr(
+                    not(postgres_tests),
+                    ignore = "set TEST_DATABASE_URL (at build time) to run the PostgreSQL suite"
+                )]
+                async fn $story() {
+                    super::$story($crate::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
 /// Both services, one tenant, and its admin key.
 #[derive(Debug)]
 pub struct Stack {
@@ -72,29 +110,56 @@ pub struct Stack {
     /// The first tenant's admin account.
     pub admin_id: String,
     events_channel: Channel,
+    _databases: Vec<PostgresDatabase>,
     _dir: tempfile::TempDir,
 }
 
 impl Stack {
-    /// Both services with the default cache TTL.
+    /// Both services on SQLite with the default cache TTL.
     pub async fn start() -> Self {
-        Self::start_with_ttl(Duration::from_secs(10)).await
+        Self::start_on(Backend::Sqlite).await
     }
 
-    /// Both services, event-service caching decisions for `ttl` (denials for at most `ttl`).
-    pub async fn start_with_ttl(ttl: Duration) -> Self {
+    /// Both services on `backend` with the default settings.
+    pub async fn start_on(backend: Backend) -> Self {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// Both services on `backend`, event-service's settings adjusted by `configure` (its
+    /// `identity_url` already points at the identity-service started here; a test may point it
+    /// elsewhere).
+    pub async fn start_with(
+        backend: Backend,
+        configure: impl FnOnce(&mut event_service::config::Settings),
+    ) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (identity_db, events_db, databases) = match backend {
+            Backend::Sqlite => (
+                tollgate::database::DatabaseUrl::Sqlite(dir.path().join("identity.db")),
+                tollgate::database::DatabaseUrl::Sqlite(dir.path().join("events.db")),
+                Vec::new(),
+            ),
+            Backend::Postgres => {
+                let (identity, events) = (
+                    PostgresDatabase::create().await,
+                    PostgresDatabase::create().await,
+                );
+                (
+                    identity.url().clone(),
+                    events.url().clone(),
+                    vec![identity, events],
+                )
+            }
+        };
         let identity = TestIdentity::spawn_with(|s| {
             s.metrics_addr = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+            s.database_url = identity_db;
         })
         .await;
-        let dir = tempfile::tempdir().unwrap();
-        let mut settings = event_service::config::Settings::new(
-            tollgate::database::DatabaseUrl::Sqlite(dir.path().join("events.db")),
-            identity.url(),
-        );
-        settings.auth_cache_ttl = ttl;
+        let mut settings = event_service::config::Settings::new(events_db, identity.url());
         settings.metrics_addr = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
-        settings.auth_denial_ttl = settings.auth_denial_ttl.min(ttl);
+        configure(&mut settings);
+        settings.auth_denial_ttl = settings.auth_denial_ttl.min(settings.auth_cache_ttl);
         let events_app = event_service::startup::Application::build(settings)
             .await
             .unwrap();
@@ -120,6 +185,7 @@ impl Stack {
             events,
             auth_cache,
             events_metrics,
+            _databases: databases,
             _dir: dir,
         }
     }
@@ -250,4 +316,120 @@ pub fn sample(text: &str, name: &str, labels: &[&str]) -> f64 {
         .filter(|l| labels.iter().all(|label| l.contains(label)))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// How a [`FakeIdentity`] answers `Authorize`.
+#[derive(Debug, Clone)]
+pub enum FakeAnswer {
+    /// Never answers (a stalled identity-service).
+    Hang,
+    /// Fails with INTERNAL.
+    Internal,
+    /// Says "allowed" with a principal no build can read.
+    Unreadable,
+    /// Allows, for a tenant of its own, after `delay`.
+    AllowAfter(Duration),
+}
+
+/// An `Authorize` server that answers as told and counts the calls, for what the real
+/// identity-service never does (stall, fail, answer nonsense) and for slowing it down.
+#[derive(Debug)]
+pub struct FakeIdentity {
+    /// Its URL, for event-service's `--identity-url`.
+    pub url: url::Url,
+    /// `Authorize` calls received.
+    pub calls: Arc<std::sync::atomic::AtomicUsize>,
+    /// The tenant it allows keys for.
+    pub tenant_id: String,
+    _server: Running,
+}
+
+#[derive(Debug, Clone)]
+struct FakeAuthorize {
+    answer: FakeAnswer,
+    calls: Arc<std::sync::atomic::AtomicUsize>,
+    tenant_id: String,
+}
+
+#[tonic::async_trait]
+impl id::authorization_service_server::AuthorizationService for FakeAuthorize {
+    async fn authorize(
+        &self,
+        request: tonic::Request<id::AuthorizeRequest>,
+    ) -> Result<tonic::Response<id::AuthorizeResponse>, Status> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let principal = |tenant_id: String| id::Principal {
+            tenant_id,
+            environment: id::Environment::Production.into(),
+            user_id: tollgate::ids::UserId::generate().to_string(),
+            user_type: id::UserType::User.into(),
+            key_id: tollgate::ids::ApiKeyId::generate().to_string(),
+            roles: vec![],
+            permissions: vec![request.get_ref().permission.clone()],
+        };
+        let allowed = |principal| id::AuthorizeResponse {
+            allowed: true,
+            reason: id::AuthorizeReason::Allowed.into(),
+            principal: Some(principal),
+            expires_at: None,
+        };
+        match &self.answer {
+            FakeAnswer::Hang => std::future::pending().await,
+            FakeAnswer::Internal => Err(Status::internal("boom")),
+            FakeAnswer::Unreadable => Ok(tonic::Response::new(allowed(principal(
+                "not-a-tenant-id".into(),
+            )))),
+            FakeAnswer::AllowAfter(delay) => {
+                tokio::time::sleep(*delay).await;
+                Ok(tonic::Response::new(allowed(principal(
+                    self.tenant_id.clone(),
+                ))))
+            }
+        }
+    }
+}
+
+impl FakeIdentity {
+    /// Starts one on 127.0.0.1:0.
+    pub async fn start(answer: FakeAnswer) -> Self {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let tenant_id = tollgate::ids::TenantId::generate().to_string();
+        let service = FakeAuthorize {
+            answer,
+            calls: calls.clone(),
+            tenant_id: tenant_id.clone(),
+        };
+        let server = Running::start(addr, |stopped| async move {
+            tonic::transport::Server::builder()
+                .add_service(
+                    id::authorization_service_server::AuthorizationServiceServer::new(service),
+                )
+                .serve_with_incoming_shutdown(tokio_stream_incoming(listener), async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        Self {
+            url: url::Url::parse(&format!("http://{addr}")).unwrap(),
+            calls,
+            tenant_id,
+            _server: server,
+        }
+    }
+
+    /// `Authorize` calls received so far.
+    pub fn calls(&self) -> usize {
+        self.calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+fn tokio_stream_incoming(
+    listener: tokio::net::TcpListener,
+) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener)
 }

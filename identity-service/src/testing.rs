@@ -179,29 +179,60 @@ impl TestIdentity {
     /// A key of the first tenant's admin that expired a second ago (which no RPC can create),
     /// written straight to the database; its secret.
     pub async fn insert_expired_key(&self) -> String {
+        let now = tollgate::time::now();
+        let (key, secret) = self
+            .key_record(
+                &self.tenant.admin_id,
+                Some(now - chrono::Duration::seconds(1)),
+                now - chrono::Duration::hours(1),
+            )
+            .await;
+        self.store_key(&key).await;
+        secret.expose().to_owned()
+    }
+
+    /// A key for a new service account with `roles`, not stored yet (see
+    /// [`TestIdentity::store_key`]), and its secret.
+    pub async fn new_key_record(
+        &self,
+        roles: &[&str],
+    ) -> (crate::model::api_keys::ApiKey, tollgate::keys::ApiKeySecret) {
+        let account = self.service_account(roles).await;
+        self.key_record(&account, None, tollgate::time::now()).await
+    }
+
+    /// Writes a key straight to the database, behind the service's back (and its cache's).
+    pub async fn store_key(&self, key: &crate::model::api_keys::ApiKey) {
+        let direct = Identity::open(&self.database_url).await.unwrap();
+        direct.store().insert_api_key(key).await.unwrap();
+    }
+
+    async fn key_record(
+        &self,
+        owner: &str,
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+        created_at: chrono::DateTime<chrono::Utc>,
+    ) -> (crate::model::api_keys::ApiKey, tollgate::keys::ApiKeySecret) {
         use crate::model::api_keys::{ApiKey, KeyName};
         use tollgate::ids::{TenantId, UserId};
-        let store = Identity::open(&self.database_url).await.unwrap();
-        let store = store.store();
-        let owner = store
+        let direct = Identity::open(&self.database_url).await.unwrap();
+        let owner = direct
+            .store()
             .get_user(
                 &TenantId::parse(&self.tenant.tenant_id).unwrap(),
-                &UserId::parse(&self.tenant.admin_id).unwrap(),
+                &UserId::parse(owner).unwrap(),
             )
             .await
             .unwrap()
             .unwrap();
-        let now = tollgate::time::now();
-        let (key, secret) = ApiKey::issue(
+        ApiKey::issue(
             &owner,
             tollgate::keys::Environment::Production,
-            KeyName::parse("expired").unwrap(),
-            Some(now - chrono::Duration::seconds(1)),
-            now - chrono::Duration::hours(1),
+            KeyName::parse("written directly").unwrap(),
+            expires_at,
+            created_at,
         )
-        .unwrap();
-        store.insert_api_key(&key).await.unwrap();
-        secret.expose().to_owned()
+        .unwrap()
     }
 
     /// Authorize for a raw key.

@@ -328,7 +328,7 @@ async fn a_page_of_large_events_ends_at_the_byte_budget(backend: Backend) {
         let bytes: usize = page
             .events
             .iter()
-            .map(|e| prost::Message::encoded_len(e))
+            .map(prost::Message::encoded_len)
             .sum();
         pages.push((page.events.len(), bytes));
         if page.next_page_token.is_empty() {

@@ -238,3 +238,36 @@ mod tests {
         assert!(printed.contains("sk_test_..."));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Whatever is presented, parsing answers (never panics), and accepts only what has a
+        /// prefix, the length and a matching checksum.
+        #[test]
+        fn any_text_is_parsed_or_refused(text in "\\PC{0,60}", bytes in proptest::collection::vec(any::<u8>(), 0..60)) {
+            if let Ok(key) = ApiKeySecret::parse(&text) {
+                prop_assert_eq!(key.expose(), text.as_str());
+                prop_assert_eq!(text.len(), 8 + RANDOM_LEN + CHECKSUM_LEN);
+            }
+            let _ = crate::metadata::presented_api_key(Some(&bytes), None);
+            let _ = crate::metadata::presented_api_key(None, Some(&bytes));
+        }
+
+        /// Every generated key parses back; any one character changed, it does not.
+        #[test]
+        fn one_changed_character_is_caught(position in 8usize..44, replacement in proptest::sample::select(crate::base62::ALPHABET.to_vec())) {
+            let key = ApiKeySecret::generate(Environment::Production).unwrap();
+            prop_assert!(ApiKeySecret::parse(key.expose()).is_ok());
+            let mut changed = key.expose().as_bytes().to_vec();
+            prop_assume!(changed[position] != replacement);
+            changed[position] = replacement;
+            let changed = String::from_utf8(changed).unwrap();
+            prop_assert!(ApiKeySecret::parse(&changed).is_err());
+        }
+    }
+}

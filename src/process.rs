@@ -1,6 +1,23 @@
 //! Starting a service as a child process and learning its address from its log.
+//!
+//! Children start from an empty environment (see [`command`]): a `TOLLGATE_*`, `EVENT_*`,
+//! `IDENTITY_*` or `RUST_LOG` in the shell that runs the tests must not change what a test
+//! starts. And a child is killed when its handle is dropped, so that a failing test leaves no
+//! process behind.
 
-/// A service process (a test's or the benchmark's), with its log collected on a thread.
+/// A command for `program` with an empty environment but `PATH` (which `taskset` and `kill`
+/// are found on): whatever the child needs, the caller sets.
+pub fn command(program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+    let mut command = std::process::Command::new(program);
+    command.env_clear();
+    if let Some(path) = std::env::var_os("PATH") {
+        command.env("PATH", path);
+    }
+    command
+}
+
+/// A service process (a test's or the benchmark's), with its log collected on a thread; killed
+/// if still running when dropped.
 #[derive(Debug)]
 pub struct ServiceProcess {
     /// The child process.
@@ -11,7 +28,8 @@ pub struct ServiceProcess {
 }
 
 impl ServiceProcess {
-    /// Starts `command` with JSON logs and waits for the log line whose `message` is
+    /// Starts `command` (made with [`command`]) with JSON logs and waits for the log line whose
+    /// `message` is
     /// `listening_message`, whose `addr` field is the bound address. The service binds before it
     /// logs that line, so the address is connectable when this returns. If the process exits
     /// first, the error holds its log.
@@ -83,6 +101,12 @@ impl ServiceProcess {
         }
     }
 
+    /// Kills the process (SIGKILL) and reaps it.
+    pub fn kill(&mut self) -> std::io::Result<()> {
+        self.child.kill()?;
+        self.child.wait().map(|_| ())
+    }
+
     /// Waits for the process to exit and returns its exit status and every log line.
     pub fn wait(mut self) -> std::io::Result<(std::process::ExitStatus, Vec<String>)> {
         let status = self.child.wait()?;
@@ -92,5 +116,15 @@ impl ServiceProcess {
             .and_then(|l| l.join().ok())
             .unwrap_or_default();
         Ok((status, log))
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        // Still running: the test that started it failed (or forgot it).
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }

@@ -52,6 +52,7 @@ impl Pki {
         leaf("localhost", &ca_cert, &ca_key, "server");
         leaf("event-service", &ca_cert, &ca_key, "client");
         leaf("intruder", &rogue_cert, &rogue_key, "rogue");
+        leaf("other-service", &ca_cert, &ca_key, "other");
         Self { dir }
     }
 
@@ -178,29 +179,37 @@ async fn mutual_tls_authenticates_authorize_callers() {
         .into_inner();
     assert!(decision.allowed);
 
-    // A certificate from another CA does not get through the handshake.
-    let rogue = match pki.channel(stack.identity, Some("rogue")).await {
-        Err(_) => true,
-        Ok(channel) => id::authorization_service_client::AuthorizationServiceClient::new(channel)
-            .authorize(request())
-            .await
-            .is_err(),
-    };
-    assert!(rogue, "a certificate of an untrusted CA was accepted");
+    // A certificate of the same CA with a name not allowed to call Authorize: refused as if it
+    // had none.
+    let other = pki.channel(stack.identity, Some("other")).await.unwrap();
+    let err = id::authorization_service_client::AuthorizationServiceClient::new(other)
+        .authorize(request())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
 
-    // Plaintext does not reach a TLS port.
+    // A certificate from another CA does not get through the handshake: the server's fatal
+    // alert (UnknownCA) fails the call as a transport error, never with an answer.
+    let rogue = pki.channel(stack.identity, Some("rogue")).await.unwrap();
+    let err = id::authorization_service_client::AuthorizationServiceClient::new(rogue)
+        .authorize(request())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unknown, "{err:?}");
+    assert!(format!("{err:?}").contains("UnknownCA"), "{err:?}");
+
+    // Plaintext does not reach a TLS port: the server closes the connection.
     let plain = Channel::from_shared(format!("http://{}", stack.events))
         .unwrap()
         .connect()
-        .await;
-    let refused = match plain {
-        Err(_) => true,
-        Ok(channel) => ev::event_service_client::EventServiceClient::new(channel)
-            .list_events(with_key(&stack.admin, ev::ListEventsRequest::default()))
-            .await
-            .is_err(),
-    };
-    assert!(refused);
+        .await
+        .unwrap();
+    let err = ev::event_service_client::EventServiceClient::new(plain)
+        .list_events(with_key(&stack.admin, ev::ListEventsRequest::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unknown, "{err:?}");
+    assert!(format!("{err:?}").contains("transport error"), "{err:?}");
 }
 
 #[tokio::test]
@@ -244,10 +253,20 @@ async fn the_health_check_speaks_tls() {
         let serving = check_health(addr, timeout, tls(Some("localhost"))).await;
         assert!(serving.as_ref().is_ok_and(|s| *s), "{addr}: {serving:?}");
         // The certificate names localhost, not this.
-        let wrong_name = check_health(addr, timeout, tls(Some("elsewhere"))).await;
-        assert!(wrong_name.is_err(), "{addr}: {wrong_name:?}");
-        let plaintext = check_health(addr, timeout, None).await;
-        assert!(plaintext.is_err(), "{addr}: {plaintext:?}");
+        let wrong_name = check_health(addr, timeout, tls(Some("elsewhere")))
+            .await
+            .unwrap_err();
+        let wrong_name = tollgate::telemetry::error_chain(wrong_name.as_ref());
+        assert!(
+            wrong_name.contains("not valid for name \"elsewhere\""),
+            "{addr}: {wrong_name}"
+        );
+        let plaintext = check_health(addr, timeout, None).await.unwrap_err();
+        let plaintext = tollgate::telemetry::error_chain(plaintext.as_ref());
+        assert!(
+            plaintext.contains("connection error"),
+            "{addr}: {plaintext}"
+        );
     }
     let missing = HealthTlsArgs {
         tls_ca: Some(pki.path("nonexistent.pem")),

@@ -166,11 +166,11 @@ struct Servers {
 impl Servers {
     fn command(&self, args: &[String]) -> Command {
         let mut command = if self.pin {
-            let mut c = Command::new("taskset");
+            let mut c = tollgate::process::command("taskset");
             c.args(["-c", "1"]).arg(&self.exe);
             c
         } else {
-            Command::new(&self.exe)
+            tollgate::process::command(&self.exe)
         };
         command
             .args(args)

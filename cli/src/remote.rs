@@ -89,3 +89,22 @@ async fn connect(url: &str) -> Result<Channel, Box<dyn std::error::Error>> {
 pub fn status(e: tonic::Status) -> Box<dyn std::error::Error> {
     format!("{:?}: {}", e.code(), e.message()).into()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_key() {
+        let key = ApiKeySecret::generate(tollgate::keys::Environment::Production).unwrap();
+        let remote = Remote {
+            identity_url: String::new(),
+            events_url: String::new(),
+            api_key: Some(key.clone()),
+            json: false,
+        };
+        let printed = format!("{remote:?}");
+        assert!(!printed.contains(key.expose()), "{printed}");
+        assert!(printed.contains("sk_live_..."), "{printed}");
+    }
+}

@@ -17,7 +17,7 @@ struct Up {
 
 /// Starts `tollgate up` in `dir` and reads its banner up to the line about the admin key.
 fn up(dir: &std::path::Path) -> Up {
-    let mut child = Command::new(BIN)
+    let mut child = tollgate::process::command(BIN)
         .args([
             "up",
             "--identity-addr",
@@ -56,7 +56,7 @@ fn up(dir: &std::path::Path) -> Up {
 
 impl Up {
     fn run(&self, key: &str, args: &[&str]) -> serde_json::Value {
-        let out = Command::new(BIN)
+        let out = tollgate::process::command(BIN)
             .args(args)
             .arg("--json")
             .env("TOLLGATE_IDENTITY_URL", &self.identity_url)
@@ -78,6 +78,16 @@ impl Up {
             .status()
             .unwrap();
         assert!(self.child.wait().unwrap().success());
+    }
+}
+
+/// A failing test must not leave `tollgate up` running.
+impl Drop for Up {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -151,11 +161,24 @@ fn up_then_manage_accounts_keys_and_events() {
         !keys.to_string().contains(&ingest_key),
         "no secret in a listing"
     );
+    // The ingestion key cannot read.
+    let out = tollgate::process::command(BIN)
+        .args(["events", "list"])
+        .env("TOLLGATE_EVENTS_URL", &stack.events_url)
+        .env("TOLLGATE_API_KEY", &ingest_key)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("PermissionDenied") && stderr.contains("event:read"),
+        "{stderr}"
+    );
     let deleted = stack.run(&admin, &["service-accounts", "delete", &account_id]);
     assert_eq!(deleted["revoked_api_keys"], 1);
 
-    // The ingestion key cannot read; a command without a key says how to give one.
-    let out = Command::new(BIN)
+    // A command without a key says how to give one.
+    let out = tollgate::process::command(BIN)
         .args(["events", "list"])
         .env("TOLLGATE_EVENTS_URL", &stack.events_url)
         .env_remove("TOLLGATE_API_KEY")
@@ -172,7 +195,7 @@ fn up_then_manage_accounts_keys_and_events() {
         "{:?}",
         again.banner
     );
-    let out = Command::new(BIN)
+    let out = tollgate::process::command(BIN)
         .args(["dev-key"])
         .current_dir(dir.path())
         .output()

@@ -416,6 +416,8 @@ mod tests {
         entered: Notify,
         release: Notify,
         fail: std::sync::atomic::AtomicBool,
+        /// The next insert panics, as a bug in the write path would.
+        panic: std::sync::atomic::AtomicBool,
     }
 
     #[async_trait]
@@ -434,6 +436,9 @@ mod tests {
             self.inner.writers()
         }
         async fn insert(&self, batches: &[Batch<'_>]) -> Result<Vec<Vec<bool>>, StoreError> {
+            if self.panic.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                panic!("a bug in the write path");
+            }
             self.inner.insert(batches).await
         }
         fn syncs_separately(&self) -> bool {
@@ -486,6 +491,7 @@ mod tests {
             entered: Notify::new(),
             release: Notify::new(),
             fail: fail.into(),
+            panic: false.into(),
         })
     }
 
@@ -573,5 +579,21 @@ mod tests {
         let outcome = retry.await.unwrap().unwrap();
         assert!(outcome[0].duplicate);
         assert!(store.get_event(&s, "a").await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_writer_that_panics_fails_the_write_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = gated(dir.path(), false).await;
+        store.panic.store(true, std::sync::atomic::Ordering::SeqCst);
+        let (ingestor, _writers) = Ingestor::start(store.clone(), metrics());
+        let s = scope();
+        // The caller of the lost group hears that the service is going away, never OK.
+        let lost = send(&ingestor, &s, "a").await.unwrap().unwrap_err();
+        assert!(matches!(lost, EventError::ShuttingDown), "{lost:?}");
+        let reason = ingestor.failure().wait().await;
+        assert!(reason.contains("ended abnormally"), "{reason}");
+        let refused = send(&ingestor, &s, "b").await.unwrap().unwrap_err();
+        assert!(matches!(refused, EventError::ShuttingDown), "{refused:?}");
     }
 }

@@ -4,8 +4,9 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use identity_service::testing::TestIdentity;
 use tollgate::database::DatabaseUrl;
@@ -21,7 +22,7 @@ const ACKS_BEFORE_KILL: usize = 400;
 const MAX_SENDS_PER_CLIENT: usize = 5_000;
 
 fn start_events(database_url: &DatabaseUrl, identity: &str) -> ServiceProcess {
-    let mut command = Command::new(BIN);
+    let mut command = tollgate::process::command(BIN);
     let url = match database_url {
         DatabaseUrl::Sqlite(path) => format!("sqlite:{}", path.display()),
         DatabaseUrl::Postgres(url) => url.to_string(),
@@ -50,11 +51,17 @@ async fn acknowledged_events_survive_sigkill(events_db: DatabaseUrl) {
         .await
         .unwrap();
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let killed = Arc::new(AtomicBool::new(false));
     let enough = Arc::new(tokio::sync::Notify::new());
     let clients: Vec<_> = (0..CLIENTS)
         .map(|c| {
-            let (channel, key, acked, enough) =
-                (channel.clone(), key.clone(), acked.clone(), enough.clone());
+            let (channel, key, acked, enough, killed) = (
+                channel.clone(),
+                key.clone(),
+                acked.clone(),
+                enough.clone(),
+                killed.clone(),
+            );
             tokio::spawn(async move {
                 let mut client = ev::event_service_client::EventServiceClient::new(channel);
                 for i in 0..MAX_SENDS_PER_CLIENT {
@@ -78,24 +85,32 @@ async fn acknowledged_events_survive_sigkill(events_db: DatabaseUrl) {
                                 enough.notify_one();
                             }
                         }
-                        // The server is gone: whatever was not acknowledged may or may not be stored.
-                        Err(_) => return,
+                        // The server is gone: whatever was not acknowledged may or may not be
+                        // stored.
+                        Err(_) if killed.load(Ordering::SeqCst) => return,
+                        Err(e) => panic!("ingest failed before the kill: {e:?}"),
                     }
                 }
             })
         })
         .collect();
-    enough.notified().await;
+    tokio::time::timeout(Duration::from_secs(120), enough.notified())
+        .await
+        .unwrap_or_else(|_| panic!("fewer than {ACKS_BEFORE_KILL} events acknowledged in 120 s"));
+    killed.store(true, Ordering::SeqCst);
     service.child.kill().unwrap(); // SIGKILL: no drain, no flush
     for client in clients {
         client.await.unwrap();
     }
     let (status, _) = service.wait().unwrap();
-    assert!(!status.success(), "the process was killed");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9),
+        "killed by SIGKILL, not exited"
+    );
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() >= ACKS_BEFORE_KILL);
 
-    let restarted = start_events(&events_db, &identity_url);
+    let mut restarted = start_events(&events_db, &identity_url);
     let channel = Channel::from_shared(format!("http://{}", restarted.addr))
         .unwrap()
         .connect()
@@ -112,8 +127,10 @@ async fn acknowledged_events_survive_sigkill(events_db: DatabaseUrl) {
                 },
             ))
             .await;
-        if found.is_err() {
-            missing.push(event_id.clone());
+        match found {
+            Ok(_) => {}
+            Err(e) if e.code() == tonic::Code::NotFound => missing.push(event_id.clone()),
+            Err(e) => panic!("cannot read {event_id} back: {e:?}"),
         }
     }
     assert!(
@@ -126,9 +143,52 @@ async fn acknowledged_events_survive_sigkill(events_db: DatabaseUrl) {
         "{} acknowledged events all present after SIGKILL and restart",
         acked.len()
     );
-    let mut restarted = restarted;
-    restarted.child.kill().unwrap();
-    restarted.wait().unwrap();
+    restarted.kill().unwrap();
+}
+
+/// A caller hears OK only after the write-ahead log has really been synced: when the sync of
+/// the real file fails, the caller is refused, and the service stops (non-zero) so that it is
+/// restarted. SQLite's own file stays open in the server; only the path the syncer opens is
+/// made unsyncable (a symbolic link that points at itself).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_sync_refuses_the_caller_and_stops_the_service() {
+    let identity = TestIdentity::spawn().await;
+    let key = identity.admin().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("events.db");
+    let service = start_events(&DatabaseUrl::Sqlite(db.clone()), identity.url().as_str());
+    let channel = Channel::from_shared(format!("http://{}", service.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = ev::event_service_client::EventServiceClient::new(channel);
+    let send = |id: &str| {
+        with_key(
+            &key,
+            ev::IngestEventRequest {
+                event: Some(ev::EventInput {
+                    event_id: id.into(),
+                    event_name: "api_call".into(),
+                    external_customer_id: "cus_1".into(),
+                    ..Default::default()
+                }),
+            },
+        )
+    };
+    client.ingest_event(send("before")).await.unwrap();
+    let wal = dir.path().join("events.db-wal");
+    assert!(wal.exists(), "the log is where the syncer looks");
+    std::fs::remove_file(&wal).unwrap();
+    std::os::unix::fs::symlink("events.db-wal", &wal).unwrap();
+
+    let err = client.ingest_event(send("after")).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Internal, "{err:?}");
+    let (status, log) = service.wait().unwrap();
+    assert!(!status.success(), "the service must stop with an error");
+    let log = log.join("\n");
+    assert!(log.contains("cannot sync committed events"), "{log}");
+    assert!(log.contains("write path failed"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -535,6 +535,50 @@ async fn sums_are_exact_past_64_bits(store: Arc<dyn EventStore>) {
     assert_eq!(report.rows[0].event_count, 2);
 }
 
+/// What an insert acknowledges is committed: once it has returned (and, where the store syncs
+/// apart, once the sync has), a connection of another store on the same database sees every
+/// row. An insert that answered before its commit would fail this on PostgreSQL.
+async fn acknowledged_rows_are_visible_to_another_connection(url: tollgate::database::DatabaseUrl) {
+    let store = connect(&url).await.unwrap();
+    let s = scope();
+    // Batches large enough for several statements, and a group of several batches.
+    let batches: Vec<Vec<NewEvent>> = (0..3)
+        .map(|b| {
+            (0..1500)
+                .map(|i| event(&format!("b{b}-{i}"), "seen", "c", t0(), "{}"))
+                .collect()
+        })
+        .collect();
+    let group: Vec<_> = batches.iter().map(|b| (&s, b.as_slice())).collect();
+    store.insert(&group).await.unwrap();
+    if store.syncs_separately() {
+        store.sync().await.unwrap();
+    }
+    let other = connect(&url).await.unwrap();
+    let seen = other
+        .list(&s, &ListFilter::default(), None, 10_000)
+        .await
+        .unwrap();
+    assert_eq!(seen.len(), 4500);
+}
+
+#[tokio::test]
+async fn sqlite_acknowledged_rows_are_visible_to_another_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    acknowledged_rows_are_visible_to_another_connection(tollgate::testing::sqlite_in(dir.path()))
+        .await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(postgres_tests),
+    ignore = "set TEST_DATABASE_URL (at build time) to run the PostgreSQL suite"
+)]
+async fn postgres_acknowledged_rows_are_visible_to_another_connection() {
+    let database = tollgate::testing::PostgresDatabase::create().await;
+    acknowledged_rows_are_visible_to_another_connection(database.url().clone()).await;
+}
+
 tollgate::store_suite!(
     crate::connect;
     sums_are_exact_past_64_bits,

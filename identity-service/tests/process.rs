@@ -12,7 +12,7 @@ use tollgate::testing::{digest, with_key};
 const BIN: &str = env!("CARGO_BIN_EXE_identity-service");
 
 fn tenant_create(database_url: &str) -> serde_json::Value {
-    let out = Command::new(BIN)
+    let out = tollgate::process::command(BIN)
         .args([
             "tenant",
             "create",
@@ -49,7 +49,7 @@ async fn serve_logs_no_secret_and_stops_cleanly_on_sigterm() {
     let created = tenant_create(&database_url);
     let admin = created["api_key"].as_str().unwrap().to_owned();
 
-    let mut command = Command::new(BIN);
+    let mut command = tollgate::process::command(BIN);
     command
         .args([
             "serve",
@@ -172,7 +172,7 @@ fn bad_configuration_is_one_clear_line_and_a_failure_exit() {
         ),
     ];
     for (args, expected) in cases {
-        let out = Command::new(BIN)
+        let out = tollgate::process::command(BIN)
             .args(args)
             .args(["--log-level", "warn"])
             .env_remove("RUST_LOG")
@@ -184,4 +184,132 @@ fn bad_configuration_is_one_clear_line_and_a_failure_exit() {
         assert!(first.starts_with("error:"), "{args:?}: {stderr}");
         assert!(first.contains(expected), "{args:?}: {stderr}");
     }
+}
+
+/// What an operator gets wrong about the internal credential, and secrets passed on the command
+/// line, are refused in one line that repeats no secret.
+#[test]
+fn unsafe_or_leaky_configuration_is_refused_without_echoing_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("id.db").display());
+    let run = |args: &[&str]| {
+        let out = tollgate::process::command(BIN)
+            .args(["serve", "--database-url", &db, "--log-level", "warn"])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Authorize open to a non-loopback address: refused unless meant.
+    let (ok, stderr) = run(&["--listen-addr", "0.0.0.0:0"]);
+    assert!(!ok);
+    assert!(
+        stderr.starts_with("error:") && stderr.contains("--internal-token"),
+        "{stderr}"
+    );
+    // The placeholders shipped in examples, and predictable tokens.
+    for token in [
+        "REPLACE_ME_WITH_A_LONG_RANDOM_TOKEN",
+        "change-me-to-a-long-random-token",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+    ] {
+        let (ok, stderr) = run(&["--internal-token", token]);
+        assert!(!ok, "{token}");
+        assert!(stderr.starts_with("error:"), "{stderr}");
+        assert!(!stderr.contains(token), "the token was echoed: {stderr}");
+    }
+    // A database URL clap rejects is not echoed with its password.
+    let out = tollgate::process::command(BIN)
+        .args(["serve", "--database-url", "postgres://app:hunter2hunter2@"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    // With mutual TLS, the certificate names that may call Authorize are required.
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "not read before the check").unwrap();
+    let (ok, stderr) = run(&[
+        "--tls-cert",
+        ca.to_str().unwrap(),
+        "--tls-key",
+        ca.to_str().unwrap(),
+        "--tls-client-ca",
+        ca.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("--authorize-client-names"), "{stderr}");
+}
+
+/// Secrets can come from files (mounted Secrets), and a password in a `password=` parameter of
+/// a database URL is masked where the URL is logged.
+#[test]
+fn secrets_from_files_start_the_service_and_stay_out_of_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "kq0V3bq5fC7eE3n1Yx0bTqWm2hF9sLzP8aR4uJ6dGiM=";
+    let token_file = dir.path().join("internal-token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let url_file = dir.path().join("database-url");
+    std::fs::write(
+        &url_file,
+        format!("sqlite:{}", dir.path().join("id.db").display()),
+    )
+    .unwrap();
+    let mut command = tollgate::process::command(BIN);
+    command.args([
+        "serve",
+        "--listen-addr",
+        "0.0.0.0:0",
+        "--internal-token-file",
+        token_file.to_str().unwrap(),
+        "--database-url-file",
+        url_file.to_str().unwrap(),
+    ]);
+    let service = ServiceProcess::start(command, "identity-service listening").unwrap();
+    service.terminate().unwrap();
+    let (exit, log) = service.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+    let log = log.join("\n");
+    assert!(log.contains(r#""internal_token":true"#), "{log}");
+    assert!(!log.contains(token));
+    // A file whose secret is refused names the file, not the secret.
+    std::fs::write(&token_file, "change-me-to-a-long-random-token").unwrap();
+    let out = tollgate::process::command(BIN)
+        .args([
+            "serve",
+            "--internal-token-file",
+            token_file.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("internal-token") && stderr.contains("placeholder"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("change-me"), "{stderr}");
+}
+
+#[test]
+fn a_password_parameter_of_a_database_url_is_masked_in_the_log() {
+    // The server is unreachable (port 9 on loopback): start-up fails after logging nothing but
+    // the masked URL.
+    let out = tollgate::process::command(BIN)
+        .args([
+            "serve",
+            "--database-url",
+            "postgres://127.0.0.1:9/identity?user=app&password=hunter2hunter2",
+            "--statement-timeout",
+            "1s",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("password=***"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
 }

@@ -325,11 +325,7 @@ async fn a_page_of_large_events_ends_at_the_byte_budget(backend: Backend) {
             .await
             .unwrap()
             .into_inner();
-        let bytes: usize = page
-            .events
-            .iter()
-            .map(prost::Message::encoded_len)
-            .sum();
+        let bytes: usize = page.events.iter().map(prost::Message::encoded_len).sum();
         pages.push((page.events.len(), bytes));
         if page.next_page_token.is_empty() {
             break;

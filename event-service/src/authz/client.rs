@@ -159,3 +159,33 @@ fn decision_from(
         expires_at,
     })))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_internal_token() {
+        let token: InternalToken = "kq0V3bq5fC7eE3n1Yx0bTqWm2hF9sLzP8aR4uJ6dGiM="
+            .parse()
+            .unwrap();
+        let metrics = EventMetrics::register(&prometheus::Registry::new()).unwrap();
+        let client = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                IdentityClient::new(
+                    &"http://127.0.0.1:1".parse().unwrap(),
+                    Duration::from_secs(1),
+                    Some(&token),
+                    None,
+                    metrics,
+                )
+                .unwrap()
+            });
+        let printed = format!("{client:?}");
+        assert!(!printed.contains(token.expose()), "{printed}");
+        assert!(printed.contains("***"), "{printed}");
+    }
+}

@@ -288,3 +288,86 @@ mod tests {
         assert_eq!(ok.timestamp, now);
     }
 }
+
+#[cfg(test)]
+mod generated {
+    use proptest::prelude::*;
+    use prost_types::value::Kind;
+    use prost_types::{Struct, Value};
+
+    use super::*;
+
+    /// Properties of any shape: any text and numbers (NaN and infinity too), nested up to 24.
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            any::<f64>().prop_map(Kind::NumberValue),
+            "\\PC{0,10}|[\\x00-\\x1f]{1,3}".prop_map(Kind::StringValue),
+            any::<bool>().prop_map(Kind::BoolValue),
+            Just(Kind::NullValue(0)),
+        ]
+        .prop_map(|kind| Value { kind: Some(kind) });
+        leaf.prop_recursive(24, 64, 4, |inner| {
+            prop_oneof![
+                proptest::collection::btree_map("\\PC{0,6}", inner.clone(), 0..4).prop_map(
+                    |fields| Value {
+                        kind: Some(Kind::StructValue(Struct {
+                            fields: fields.into_iter().collect()
+                        }))
+                    }
+                ),
+                proptest::collection::vec(inner, 0..4).prop_map(|values| Value {
+                    kind: Some(Kind::ListValue(prost_types::ListValue { values }))
+                }),
+            ]
+        })
+    }
+
+    proptest! {
+        /// Any event is either accepted, meeting every rule, or refused naming a field of its
+        /// own; never a panic.
+        #[test]
+        fn any_event_is_validated_or_refused_by_field(
+            event_id in "\\PC{0,260}|\\s{1,3}|",
+            event_name in "\\PC{0,260}|\\s{1,3}|[\\x00-\\x1f]{1,3}",
+            external_customer_id in "\\PC{0,260}|",
+            source in "\\PC{0,20}|\\s+",
+            time in proptest::option::of((any::<i64>(), any::<u32>())),
+            properties in proptest::option::of(proptest::collection::btree_map("\\PC{0,6}", value(), 0..5)),
+            index in proptest::option::of(0usize..1000),
+        ) {
+            let now = tollgate::time::now();
+            let timestamp = match time {
+                None => ReceivedTime::Unset,
+                Some((seconds, nanos)) => chrono::DateTime::from_timestamp(seconds, nanos)
+                    .map_or(ReceivedTime::OutOfRange, ReceivedTime::At),
+            };
+            let raw = RawEvent {
+                event_id,
+                event_name,
+                external_customer_id,
+                timestamp,
+                properties: properties.map(|f| Struct { fields: f.into_iter().collect() }),
+                source,
+            };
+            let position = index.map_or(Position::Single, Position::Batch);
+            match NewEvent::validate(raw, position, now, chrono::Duration::minutes(5)) {
+                Ok(event) => {
+                    for text in [&event.event_id, &event.event_name, &event.external_customer_id] {
+                        prop_assert!(!text.trim().is_empty());
+                        prop_assert!(text.chars().count() <= MAX_TEXT_CHARS);
+                        prop_assert!(!text.chars().any(char::is_control));
+                    }
+                    let parsed: serde_json::Value = serde_json::from_str(&event.properties).unwrap();
+                    prop_assert!(parsed.is_object());
+                    prop_assert!(!event.properties.contains("\\u0000"));
+                    prop_assert!(event.timestamp <= now + chrono::Duration::minutes(5));
+                }
+                Err(invalid) => {
+                    let prefix = position.field("");
+                    prop_assert!(invalid.field.starts_with(&prefix), "{:?}", invalid);
+                    prop_assert!(invalid.message.starts_with(&invalid.field), "{:?}", invalid);
+                }
+            }
+        }
+    }
+}

@@ -200,3 +200,176 @@ impl<S: IdentityStore> IdentityStore for CachedKeys<S> {
         self.inner.touch_api_key(id, now, stale_before).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+    use tokio::sync::Notify;
+    use tollgate::keys::Environment;
+
+    use super::*;
+    use crate::model::api_keys::KeyName;
+    use crate::model::users::{AccountKind, DisplayName};
+    use crate::store::sql::SqlStore;
+
+    /// A real store whose digest lookups, once paused, wait to be let go after their read: a
+    /// lookup that read a key just before it was deleted.
+    #[derive(Debug)]
+    struct Paused {
+        inner: SqlStore,
+        paused: std::sync::atomic::AtomicBool,
+        read: Notify,
+        go: Notify,
+    }
+
+    #[async_trait]
+    impl DatabaseHealth for Paused {
+        async fn reachable(&self) -> bool {
+            self.inner.reachable().await
+        }
+        fn pool_stats(&self) -> (u32, usize) {
+            self.inner.pool_stats()
+        }
+    }
+
+    #[async_trait]
+    impl IdentityStore for Paused {
+        async fn create_tenant(&self, t: &Tenant, u: &User, k: &ApiKey) -> Result<(), StoreError> {
+            self.inner.create_tenant(t, u, k).await
+        }
+        async fn find_tenant_by_name(&self, name: &str) -> Result<Option<Tenant>, StoreError> {
+            self.inner.find_tenant_by_name(name).await
+        }
+        async fn insert_user(&self, user: &User) -> Result<(), StoreError> {
+            self.inner.insert_user(user).await
+        }
+        async fn get_user(&self, t: &TenantId, id: &UserId) -> Result<Option<User>, StoreError> {
+            self.inner.get_user(t, id).await
+        }
+        async fn list_users(
+            &self,
+            t: &TenantId,
+            f: Option<UserType>,
+            after: Option<&UserId>,
+            limit: u32,
+        ) -> Result<Vec<User>, StoreError> {
+            self.inner.list_users(t, f, after, limit).await
+        }
+        async fn update_user_roles(
+            &self,
+            t: &TenantId,
+            id: &UserId,
+            roles: &RoleSet,
+            now: DateTime<Utc>,
+        ) -> Result<Option<User>, StoreError> {
+            self.inner.update_user_roles(t, id, roles, now).await
+        }
+        async fn delete_user(
+            &self,
+            t: &TenantId,
+            id: &UserId,
+        ) -> Result<DeleteUserOutcome, StoreError> {
+            self.inner.delete_user(t, id).await
+        }
+        async fn insert_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
+            self.inner.insert_api_key(key).await
+        }
+        async fn get_api_key(
+            &self,
+            t: &TenantId,
+            id: &ApiKeyId,
+        ) -> Result<Option<ApiKey>, StoreError> {
+            self.inner.get_api_key(t, id).await
+        }
+        async fn list_api_keys(
+            &self,
+            t: &TenantId,
+            owner: Option<&UserId>,
+            environment: Option<Environment>,
+            after: Option<&ApiKeyId>,
+            limit: u32,
+        ) -> Result<Vec<ApiKey>, StoreError> {
+            self.inner
+                .list_api_keys(t, owner, environment, after, limit)
+                .await
+        }
+        async fn delete_api_key(&self, t: &TenantId, id: &ApiKeyId) -> Result<bool, StoreError> {
+            self.inner.delete_api_key(t, id).await
+        }
+        async fn find_api_key_by_digest(
+            &self,
+            digest: &KeyDigest,
+        ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+            let found = self.inner.find_api_key_by_digest(digest).await;
+            if self.paused.load(Ordering::SeqCst) {
+                self.read.notify_one();
+                self.go.notified().await;
+            }
+            found
+        }
+        async fn touch_api_key(
+            &self,
+            id: &ApiKeyId,
+            now: DateTime<Utc>,
+            stale_before: DateTime<Utc>,
+        ) -> Result<(), StoreError> {
+            self.inner.touch_api_key(id, now, stale_before).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_record_read_before_a_delete_is_not_cached_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = tollgate::testing::sqlite_in(dir.path());
+        let now = tollgate::time::now();
+        let tenant = Tenant {
+            id: TenantId::generate(),
+            name: "t".into(),
+            created_at: now,
+        };
+        let user = User::new(
+            tenant.id.clone(),
+            AccountKind::Person,
+            DisplayName::default(),
+            now,
+        );
+        let (key, _) = ApiKey::issue(
+            &user,
+            Environment::Production,
+            KeyName::parse("k").unwrap(),
+            None,
+            now,
+        )
+        .unwrap();
+        let paused = Paused {
+            inner: SqlStore::connect(&url).await.unwrap(),
+            paused: true.into(),
+            read: Notify::new(),
+            go: Notify::new(),
+        };
+        paused.create_tenant(&tenant, &user, &key).await.unwrap();
+        let lookups = crate::metrics::IdentityMetrics::unregistered()
+            .unwrap()
+            .key_cache;
+        let cache = Arc::new(CachedKeys::new(paused, Duration::from_secs(60), lookups));
+
+        // A lookup reads the key, and is held before it caches what it read...
+        let lookup = {
+            let (cache, digest) = (cache.clone(), key.digest);
+            tokio::spawn(async move { cache.find_api_key_by_digest(&digest).await })
+        };
+        cache.inner.read.notified().await;
+        // ...while the key is deleted (which empties the cache)...
+        assert!(cache.delete_api_key(&tenant.id, &key.id).await.unwrap());
+        // ...and then goes on: it answers with what it read, but must not cache it.
+        cache.inner.paused.store(false, Ordering::SeqCst);
+        cache.inner.go.notify_one();
+        assert!(lookup.await.unwrap().unwrap().is_some());
+        assert_eq!(
+            cache.find_api_key_by_digest(&key.digest).await.unwrap(),
+            None,
+            "a deleted key was served from the cache"
+        );
+    }
+}

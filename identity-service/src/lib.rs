@@ -54,14 +54,26 @@ impl Identity {
         Ok(Self::new(Arc::new(SqlStore::connect(url).await?)))
     }
 
-    /// The service's domain: `store` with its key records cached for `ttl` (see
-    /// [`store::key_cache`]), counting into `metrics`.
-    pub fn serving(store: SqlStore, ttl: Duration, metrics: IdentityMetrics) -> Self {
-        let cached = CachedKeys::new(store, ttl, metrics.key_cache.clone());
-        Self {
-            store: Arc::new(cached),
+    /// The service's domain: `store` with its key records cached for `ttl` and screened by the
+    /// index of issued keys (see [`store::key_cache`]), counting into `metrics`; and the task
+    /// that keeps them current from the change log (it ends when the domain is dropped).
+    pub async fn serving(
+        store: SqlStore,
+        ttl: Duration,
+        metrics: IdentityMetrics,
+    ) -> Result<(Self, tokio::task::JoinHandle<()>), store::StoreError> {
+        let cached = Arc::new(CachedKeys::new(
+            store,
+            ttl,
+            metrics.key_cache.clone(),
+            metrics.key_index.clone(),
+        ));
+        let follower = cached.start().await?;
+        let identity = Self {
+            store: cached,
             metrics,
-        }
+        };
+        Ok((identity, follower))
     }
 
     /// The store, for health checks.

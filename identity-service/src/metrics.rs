@@ -3,7 +3,7 @@
 //! `Authorize` counts twice per call, so its counters are looked up by label once, here: a
 //! lookup by label values hashes the labels and takes a lock on every call.
 
-use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 /// Authorize decisions, one counter per reason.
 #[derive(Debug, Clone)]
@@ -27,6 +27,19 @@ pub struct CacheLookups {
     pub miss: IntCounter,
 }
 
+/// The index of issued keys and the change log it follows.
+#[derive(Debug, Clone)]
+pub struct KeyIndexMetrics {
+    /// Digest prefixes held.
+    pub entries: IntGauge,
+    /// 1 while the change log is followed (the index answers "not issued"), 0 otherwise.
+    pub current: IntGauge,
+    /// Reads of the change log.
+    pub catch_ups: IntCounter,
+    /// Digests answered as never issued, without a lookup of their own.
+    pub not_issued: IntCounter,
+}
+
 /// Counters of the authorization path.
 #[derive(Debug, Clone)]
 pub struct IdentityMetrics {
@@ -34,6 +47,8 @@ pub struct IdentityMetrics {
     pub decisions: Decisions,
     /// Key record lookups by cache result.
     pub key_cache: CacheLookups,
+    /// The index of issued keys.
+    pub key_index: KeyIndexMetrics,
     families: [IntCounterVec; 2],
 }
 
@@ -44,6 +59,11 @@ impl IdentityMetrics {
         for family in &metrics.families {
             registry.register(Box::new(family.clone()))?;
         }
+        let index = &metrics.key_index;
+        registry.register(Box::new(index.entries.clone()))?;
+        registry.register(Box::new(index.current.clone()))?;
+        registry.register(Box::new(index.catch_ups.clone()))?;
+        registry.register(Box::new(index.not_issued.clone()))?;
         Ok(metrics)
     }
 
@@ -72,6 +92,24 @@ impl IdentityMetrics {
             key_cache: CacheLookups {
                 hit: result("hit"),
                 miss: result("miss"),
+            },
+            key_index: KeyIndexMetrics {
+                entries: IntGauge::new(
+                    "key_index_entries",
+                    "digest prefixes in the index of issued keys",
+                )?,
+                current: IntGauge::new(
+                    "key_index_current",
+                    "1 while the key change log is followed, 0 while it is not",
+                )?,
+                catch_ups: IntCounter::new(
+                    "key_change_log_reads_total",
+                    "reads of the key change log",
+                )?,
+                not_issued: IntCounter::new(
+                    "key_lookups_not_issued_total",
+                    "digests answered as never issued without a lookup of their own",
+                )?,
             },
             families: [decisions, key_cache],
         })

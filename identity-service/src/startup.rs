@@ -83,11 +83,16 @@ impl Application {
         })?;
         let listeners = Listeners::bind(settings.listen_addr, settings.metrics_addr).await?;
         let metrics = Metrics::new("identity-service")?;
-        let identity = Identity::serving(
+        let (identity, _follower) = Identity::serving(
             store,
             settings.key_cache_ttl,
             IdentityMetrics::register(&metrics.registry)?,
-        );
+        )
+        .await
+        .map_err(|source| StartupError::Database {
+            url: settings.database_url.to_string(),
+            source,
+        })?;
         Ok(Self {
             listeners,
             identity,

@@ -443,6 +443,67 @@ async fn requests_past_a_bound_are_refused_naming_it(backend: Backend) {
     assert!(err.message().contains("more than 100 buckets"), "{err:?}");
 }
 
+/// A flood of made-up keys with valid checksums costs identity-service's database nothing (no
+/// digest of theirs is looked up), and a real key nobody has used yet still works during it.
+async fn forged_keys_are_answered_without_a_lookup(backend: Backend) {
+    let stack = Stack::start_on(backend).await;
+    let (_, fresh) = stack.service_account_key(&["event_ingestor"]).await;
+    let before = scrape(stack.identity_metrics).await;
+    let lookups = |text: &str| {
+        sample(
+            text,
+            "tollgate_key_cache_lookups_total",
+            &[r#"result="miss""#],
+        )
+    };
+    let forged: Vec<String> = (0..2000)
+        .map(|_| {
+            tollgate::keys::ApiKeySecret::generate(tollgate::keys::Environment::Production)
+                .unwrap()
+                .expose()
+                .to_owned()
+        })
+        .collect();
+    let flood: Vec<_> = forged
+        .chunks(250)
+        .map(|keys| {
+            let (stack_events, keys) = (stack.events(), keys.to_vec());
+            tokio::spawn(async move {
+                let mut events = stack_events;
+                for key in keys {
+                    let err = events
+                        .ingest_event(with_key(
+                            &key,
+                            ev::IngestEventRequest {
+                                event: Some(event("api_call", "c", 1.0)),
+                            },
+                        ))
+                        .await
+                        .unwrap_err();
+                    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+                }
+            })
+        })
+        .collect();
+    // During the flood, a real key used for the first time is found.
+    can_write(&stack, &fresh).await.unwrap();
+    for sender in flood {
+        sender.await.unwrap();
+    }
+    let after = scrape(stack.identity_metrics).await;
+    assert_eq!(
+        sample(&after, "tollgate_key_lookups_not_issued_total", &[])
+            - sample(&before, "tollgate_key_lookups_not_issued_total", &[]),
+        2000.0,
+        "every forged key answered from the index"
+    );
+    assert_eq!(
+        lookups(&after) - lookups(&before),
+        1.0,
+        "only the real key was looked up"
+    );
+}
+
 stories!(
     a_sandbox_key_reaches_the_sandbox_only,
     a_key_never_outlives_the_key_that_made_it,
@@ -451,4 +512,5 @@ stories!(
     a_page_of_large_events_ends_at_the_byte_budget,
     unknown_methods_share_one_metric_label,
     requests_past_a_bound_are_refused_naming_it,
+    forged_keys_are_answered_without_a_lookup,
 );

@@ -1,20 +1,24 @@
-//! A short-lived cache of API key records by digest, wrapped around the store, so that
+//! What identity-service keeps in memory about keys, wrapped around the store, so that
 //! `Authorize` (called on every cache miss of every event-service replica) answers from memory
-//! rather than from the database.
+//! rather than from the database:
 //!
-//! Revocation stays prompt: every delete that goes through this wrapper empties the cache before
-//! it returns, and other replicas (sharing PostgreSQL) drop their copy within the TTL, which is
-//! therefore part of the published revocation bound. Unknown digests are not cached, so a key
-//! created on another replica works at once. Expiry is decided against the clock on every call,
-//! never cached.
+//! - a short-lived cache of key records by digest;
+//! - the index of issued digests ([`IssuedKeys`]): a digest no key has is answered without a
+//!   lookup of its own;
+//! - a follower of the change log that keeps both current across replicas: a key deleted on
+//!   another replica leaves this one's cache as soon as the change arrives (PostgreSQL's
+//!   `NOTIFY`, or this process's own commit on SQLite), and the TTL only bounds how long a copy
+//!   can outlive a change while the log cannot be followed.
 //!
-//! A lookup that read a record before a delete committed must not put it into the cache after
-//! the delete emptied it: each delete bumps a generation counter, and a lookup whose read spans a
-//! bump drops what it cached.
+//! Revocation stays prompt on this replica too: every delete through this wrapper empties the
+//! cache before it returns. A lookup that read a record before a delete committed must not put it
+//! into the cache after the delete emptied it: each delete bumps a generation counter, and a
+//! lookup whose read spans a bump drops what it cached. Expiry is decided against the clock on
+//! every call, never cached.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -23,8 +27,11 @@ use tollgate::ids::{ApiKeyId, TenantId, UserId};
 use tollgate::keys::{Environment, KeyDigest};
 use tollgate::server::DatabaseHealth;
 
-use super::{DeleteUserOutcome, IdentityStore, KeyRecord, StoreError};
-use crate::metrics::CacheLookups;
+use super::key_index::IssuedKeys;
+use super::{
+    ChangeSignal, DeleteUserOutcome, IdentityStore, KeyChange, KeyChangeKind, KeyRecord, StoreError,
+};
+use crate::metrics::{CacheLookups, KeyIndexMetrics};
 use crate::model::api_keys::ApiKey;
 use crate::model::roles::RoleSet;
 use crate::model::tenants::Tenant;
@@ -32,20 +39,42 @@ use crate::model::users::{User, UserType};
 
 /// Records held at most; about 400 bytes each.
 const CAPACITY: u64 = 100_000;
+/// Changes read from the log in one go.
+const CHANGES_PER_READ: u32 = 1000;
+/// Shortest time between two reads of the log on behalf of unknown digests: however many
+/// forged keys arrive, they share at most this many reads a second (20), and none of them is
+/// looked up by itself. A key issued on another replica a moment ago is found by the next read.
+const MIN_CATCH_UP_INTERVAL: Duration = Duration::from_millis(50);
+/// How often the follower reads the log even without a signal, in case one was lost.
+const POLL_INTERVAL: Duration = Duration::from_secs(5);
+/// How long the follower waits before it tries again to follow a log it lost.
+const RETRY_INTERVAL: Duration = Duration::from_secs(1);
+/// How long changes are kept in the log: far longer than any follower is behind.
+const CHANGE_RETENTION: Duration = Duration::from_secs(24 * 3600);
+/// How often the log is pruned.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 
-/// A store whose digest lookups are cached for a TTL.
+/// A store whose digest lookups are cached for a TTL and screened by the index of issued keys.
 #[derive(Debug)]
 pub struct CachedKeys<S> {
     inner: S,
     cache: Cache<KeyDigest, Arc<KeyRecord>>,
     /// Bumped by every delete, after it committed and before the cache is emptied.
     generation: AtomicU64,
+    index: IssuedKeys,
+    /// When the last read of the log began: reads are spaced (see [`MIN_CATCH_UP_INTERVAL`])
+    /// and shared by whoever waits.
+    catch_up: tokio::sync::Mutex<Option<Instant>>,
+    /// Every change applied, for whoever follows revocations (event-service's stream).
+    changes: tokio::sync::broadcast::Sender<KeyChange>,
     lookups: CacheLookups,
+    metrics: KeyIndexMetrics,
 }
 
 impl<S: IdentityStore> CachedKeys<S> {
-    /// Caches `inner`'s key records for `ttl` (zero: no caching, every lookup reads).
-    pub fn new(inner: S, ttl: Duration, lookups: CacheLookups) -> Self {
+    /// Caches `inner`'s key records for `ttl` (zero: no caching, every lookup reads), with an
+    /// empty index that lets every digest through until [`CachedKeys::start`] has loaded it.
+    pub fn new(inner: S, ttl: Duration, lookups: CacheLookups, metrics: KeyIndexMetrics) -> Self {
         Self {
             inner,
             cache: Cache::builder()
@@ -53,8 +82,30 @@ impl<S: IdentityStore> CachedKeys<S> {
                 .time_to_live(ttl.max(Duration::from_nanos(1)))
                 .build(),
             generation: AtomicU64::new(0),
+            index: IssuedKeys::default(),
+            catch_up: tokio::sync::Mutex::new(None),
+            changes: tokio::sync::broadcast::channel(4096).0,
             lookups,
+            metrics,
         }
+    }
+
+    /// Loads the index of issued keys and starts following the change log; the follower ends
+    /// with the last handle to the store.
+    pub async fn start(self: &Arc<Self>) -> Result<tokio::task::JoinHandle<()>, StoreError> {
+        // The log's position first: keys issued after it are applied from the log, again, which
+        // only counts them twice (a stale "may exist", never a missed key).
+        let seq = self.inner.latest_key_change().await?;
+        let digests = self.inner.issued_digests().await?;
+        self.index.load(&digests, seq);
+        self.metrics.entries.set(self.index.len() as i64);
+        let follower = Arc::downgrade(self);
+        Ok(tokio::spawn(follow(follower)))
+    }
+
+    /// Every change applied from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<KeyChange> {
+        self.changes.subscribe()
     }
 
     /// Forgets every cached record: a delete on this replica has committed.
@@ -63,10 +114,70 @@ impl<S: IdentityStore> CachedKeys<S> {
         self.cache.invalidate_all();
     }
 
+    /// Reads the log from where the index stands and applies what it finds: the index learns
+    /// of issued and revoked keys, the cache drops revoked ones, and subscribers hear of each.
+    /// A read begun after `since` covers everyone who waited since then: such a caller returns
+    /// without a read of its own.
+    async fn catch_up(&self, since: Instant) -> Result<(), StoreError> {
+        let mut last = self.catch_up.lock().await;
+        if last.is_some_and(|started| started >= since) {
+            return Ok(());
+        }
+        if let Some(wait) = last.map(|started| started + MIN_CATCH_UP_INTERVAL) {
+            tokio::time::sleep_until(wait.into()).await;
+        }
+        *last = Some(Instant::now());
+        self.metrics.catch_ups.inc();
+        loop {
+            let changes = self
+                .inner
+                .key_changes_after(self.index.seq(), CHANGES_PER_READ)
+                .await?;
+            for change in &changes {
+                self.index.apply(change);
+                if change.kind == KeyChangeKind::Revoked {
+                    self.generation.fetch_add(1, Ordering::SeqCst);
+                    self.cache.invalidate(&change.digest).await;
+                }
+                // Nobody listening is fine.
+                let _ = self.changes.send(*change);
+            }
+            if changes.len() < CHANGES_PER_READ as usize {
+                break;
+            }
+        }
+        self.metrics.entries.set(self.index.len() as i64);
+        Ok(())
+    }
+
+    fn set_current(&self, current: bool) {
+        if self.index.is_current() != current {
+            if current {
+                tracing::info!("following the key change log; the index of issued keys is current");
+            } else {
+                tracing::warn!(
+                    "lost the key change log: every unknown digest is looked up, and other \
+                     replicas' deletes reach this cache within its TTL, until it is followed again"
+                );
+            }
+        }
+        self.index.set_current(current);
+        self.metrics.current.set(i64::from(current));
+    }
+
     async fn lookup(&self, digest: &KeyDigest) -> Result<Option<Arc<KeyRecord>>, StoreError> {
         if let Some(hit) = self.cache.get(digest).await {
             self.lookups.hit.inc();
             return Ok(Some(hit));
+        }
+        if !self.index.may_exist(digest) {
+            // Perhaps issued on another replica a moment ago: the next read of the log, shared
+            // with every other unknown digest, says so.
+            self.catch_up(Instant::now()).await?;
+            if !self.index.may_exist(digest) {
+                self.metrics.not_issued.inc();
+                return Ok(None);
+            }
         }
         self.lookups.miss.inc();
         let generation = self.generation.load(Ordering::SeqCst);
@@ -103,7 +214,9 @@ impl<S: IdentityStore> IdentityStore for CachedKeys<S> {
         user: &User,
         key: &ApiKey,
     ) -> Result<(), StoreError> {
-        self.inner.create_tenant(tenant, user, key).await
+        self.inner.create_tenant(tenant, user, key).await?;
+        self.index.add(&key.digest);
+        Ok(())
     }
 
     async fn find_tenant_by_name(&self, name: &str) -> Result<Option<Tenant>, StoreError> {
@@ -152,7 +265,10 @@ impl<S: IdentityStore> IdentityStore for CachedKeys<S> {
     }
 
     async fn insert_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
-        self.inner.insert_api_key(key).await
+        self.inner.insert_api_key(key).await?;
+        // Known here at once; other replicas learn of it from the log.
+        self.index.add(&key.digest);
+        Ok(())
     }
 
     async fn get_api_key(
@@ -191,6 +307,26 @@ impl<S: IdentityStore> IdentityStore for CachedKeys<S> {
         self.lookup(digest).await
     }
 
+    async fn key_changes_after(&self, seq: i64, limit: u32) -> Result<Vec<KeyChange>, StoreError> {
+        self.inner.key_changes_after(seq, limit).await
+    }
+
+    async fn latest_key_change(&self) -> Result<i64, StoreError> {
+        self.inner.latest_key_change().await
+    }
+
+    async fn issued_digests(&self) -> Result<Vec<KeyDigest>, StoreError> {
+        self.inner.issued_digests().await
+    }
+
+    async fn key_change_signal(&self) -> Result<Box<dyn ChangeSignal>, StoreError> {
+        self.inner.key_change_signal().await
+    }
+
+    async fn prune_key_changes(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.inner.prune_key_changes(before).await
+    }
+
     async fn touch_api_key(
         &self,
         id: &ApiKeyId,
@@ -198,6 +334,51 @@ impl<S: IdentityStore> IdentityStore for CachedKeys<S> {
         stale_before: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         self.inner.touch_api_key(id, now, stale_before).await
+    }
+}
+
+/// Follows the change log for as long as the store lives: reads it whenever a commit may have
+/// changed keys (and every few seconds besides), and when the signal is lost, marks the index
+/// not current (every digest is then looked up) until it has read the log again.
+async fn follow<S: IdentityStore>(keys: std::sync::Weak<CachedKeys<S>>) {
+    let mut last_prune: Option<Instant> = None;
+    loop {
+        let Some(cached) = keys.upgrade() else { return };
+        let followed = follow_once(&cached, &mut last_prune).await;
+        cached.set_current(false);
+        if let Err(e) = followed {
+            tracing::warn!(error = %tollgate::telemetry::error_chain(&e), "cannot follow the key change log");
+        }
+        drop(cached);
+        tokio::time::sleep(RETRY_INTERVAL).await;
+    }
+}
+
+/// Follows until the signal or a read fails.
+async fn follow_once<S: IdentityStore>(
+    cached: &Arc<CachedKeys<S>>,
+    last_prune: &mut Option<Instant>,
+) -> Result<(), StoreError> {
+    let mut signal = cached.inner.key_change_signal().await?;
+    // Whatever was announced while nobody listened is in the log.
+    cached.catch_up(Instant::now()).await?;
+    cached.set_current(true);
+    loop {
+        if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_INTERVAL) {
+            let before = tollgate::time::now()
+                - chrono::Duration::from_std(CHANGE_RETENTION).unwrap_or_default();
+            cached.inner.prune_key_changes(before).await?;
+            *last_prune = Some(Instant::now());
+        }
+        tokio::select! {
+            changed = signal.changed() => changed?,
+            () = tokio::time::sleep(POLL_INTERVAL) => {}
+        }
+        // Only the follower still holds the store: the service is gone.
+        if Arc::strong_count(cached) == 1 {
+            return Ok(());
+        }
+        cached.catch_up(Instant::now()).await?;
     }
 }
 
@@ -316,6 +497,25 @@ mod tests {
         ) -> Result<(), StoreError> {
             self.inner.touch_api_key(id, now, stale_before).await
         }
+        async fn key_changes_after(
+            &self,
+            seq: i64,
+            limit: u32,
+        ) -> Result<Vec<KeyChange>, StoreError> {
+            self.inner.key_changes_after(seq, limit).await
+        }
+        async fn latest_key_change(&self) -> Result<i64, StoreError> {
+            self.inner.latest_key_change().await
+        }
+        async fn issued_digests(&self) -> Result<Vec<KeyDigest>, StoreError> {
+            self.inner.issued_digests().await
+        }
+        async fn key_change_signal(&self) -> Result<Box<dyn ChangeSignal>, StoreError> {
+            self.inner.key_change_signal().await
+        }
+        async fn prune_key_changes(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+            self.inner.prune_key_changes(before).await
+        }
     }
 
     #[tokio::test]
@@ -349,10 +549,13 @@ mod tests {
             go: Notify::new(),
         };
         paused.create_tenant(&tenant, &user, &key).await.unwrap();
-        let lookups = crate::metrics::IdentityMetrics::unregistered()
-            .unwrap()
-            .key_cache;
-        let cache = Arc::new(CachedKeys::new(paused, Duration::from_secs(60), lookups));
+        let metrics = crate::metrics::IdentityMetrics::unregistered().unwrap();
+        let cache = Arc::new(CachedKeys::new(
+            paused,
+            Duration::from_secs(60),
+            metrics.key_cache,
+            metrics.key_index,
+        ));
 
         // A lookup reads the key, and is held before it caches what it read...
         let lookup = {

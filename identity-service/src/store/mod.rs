@@ -3,6 +3,7 @@
 //! holds only what they share, so that each imports it and it imports neither.
 
 pub mod key_cache;
+pub mod key_index;
 pub mod sql;
 
 use std::sync::Arc;
@@ -96,6 +97,45 @@ impl KeyRecord {
     }
 }
 
+/// A change to which keys exist, in the order replicas follow them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyChange {
+    /// Its place in the change log; later changes have larger numbers.
+    pub seq: i64,
+    /// The key's digest.
+    pub digest: KeyDigest,
+    /// Whether the key came or went.
+    pub kind: KeyChangeKind,
+}
+
+/// Whether a key came into existence or stopped working.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyChangeKind {
+    /// Created (also by a rotation).
+    Issued,
+    /// Deleted, with its account or alone.
+    Revoked,
+}
+
+impl KeyChangeKind {
+    /// The storage name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyChangeKind::Issued => "issued",
+            KeyChangeKind::Revoked => "revoked",
+        }
+    }
+}
+
+/// Wakes a follower of the change log when changes may have been committed, by this replica
+/// or any other.
+#[async_trait]
+pub trait ChangeSignal: Send {
+    /// Resolves once there may be new changes to read; an error when the signal was lost (the
+    /// follower then reads the log and asks for a new signal).
+    async fn changed(&mut self) -> Result<(), StoreError>;
+}
+
 /// What deleting a user came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeleteUserOutcome {
@@ -174,6 +214,16 @@ pub trait IdentityStore: DatabaseHealth {
         &self,
         digest: &KeyDigest,
     ) -> Result<Option<Arc<KeyRecord>>, StoreError>;
+    /// Changes to which keys exist after `seq`, oldest first, at most `limit`.
+    async fn key_changes_after(&self, seq: i64, limit: u32) -> Result<Vec<KeyChange>, StoreError>;
+    /// The number of the latest change (0 when there is none).
+    async fn latest_key_change(&self) -> Result<i64, StoreError>;
+    /// The digest of every key that exists.
+    async fn issued_digests(&self) -> Result<Vec<KeyDigest>, StoreError>;
+    /// A signal of committed changes, for a follower of the change log.
+    async fn key_change_signal(&self) -> Result<Box<dyn ChangeSignal>, StoreError>;
+    /// Forgets changes older than `before`; how many.
+    async fn prune_key_changes(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
     /// Records that the key was used at `now`, unless its last recorded use is later than
     /// `stale_before` (the condition holds across replicas).
     async fn touch_api_key(

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use tokio::sync::watch;
 use tollgate::database::DatabaseUrl;
 use tollgate::ids::{ApiKeyId, TenantId, UserId};
 use tollgate::keys::{Environment, KeyDigest};
@@ -14,7 +15,9 @@ use tollgate::server::DatabaseHealth;
 use tollgate::sql::{Backend, Db, Query, Tx};
 use tollgate::time::{from_micros, to_micros};
 
-use super::{DeleteUserOutcome, IdentityStore, KeyRecord, StoreError};
+use super::{
+    ChangeSignal, DeleteUserOutcome, IdentityStore, KeyChange, KeyChangeKind, KeyRecord, StoreError,
+};
 use crate::model::api_keys::{ApiKey, KeyName};
 use crate::model::roles::RoleSet;
 use crate::model::tenants::Tenant;
@@ -32,10 +35,19 @@ const USER_COLUMNS: &str = "id, tenant_id, user_type, name, roles, created_at, u
 const API_KEY_COLUMNS: &str = "id, tenant_id, user_id, user_type, environment, name, roles, \
                                digest, display_hint, created_at, expires_at, last_used_at";
 
+/// The PostgreSQL channel on which a commit that changed keys is announced.
+const KEY_CHANGES_CHANNEL: &str = "tollgate_key_changes";
+/// The advisory lock that key-changing transactions take on PostgreSQL before they append to
+/// the change log, so that its sequence numbers follow commit order (see the migration).
+const KEY_CHANGES_LOCK: i64 = 0x746f_6c6c_6b65_7973; // "tollkeys"
+
 /// identity-service's store on SQLite or PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     db: Db,
+    /// Bumped after every commit that changed keys: SQLite has no NOTIFY, and its one process
+    /// is the only writer, so an in-process signal reaches every follower.
+    committed: Arc<watch::Sender<u64>>,
 }
 
 impl SqlStore {
@@ -65,7 +77,77 @@ impl SqlStore {
                 Db::Postgres(pool)
             }
         };
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            committed: Arc::new(watch::channel(0).0),
+        })
+    }
+
+    /// Appends changes to the change log inside `tx` (announced to every replica when it
+    /// commits, on PostgreSQL; call [`SqlStore::committed`] after the commit for SQLite).
+    async fn record_changes(
+        &self,
+        tx: &mut Tx,
+        digests: &[KeyDigest],
+        kind: KeyChangeKind,
+    ) -> Result<(), StoreError> {
+        if digests.is_empty() {
+            return Ok(());
+        }
+        if self.db.backend() == Backend::Postgres {
+            tx.execute(Query::new("SELECT pg_advisory_xact_lock($1)").bind(KEY_CHANGES_LOCK))
+                .await?;
+        }
+        let at = to_micros(tollgate::time::now());
+        for digest in digests {
+            tx.execute(
+                Query::new("INSERT INTO key_changes (digest, change, at) VALUES ($1, $2, $3)")
+                    .bind(digest.as_bytes().as_slice())
+                    .bind(kind.as_str())
+                    .bind(at),
+            )
+            .await?;
+        }
+        if self.db.backend() == Backend::Postgres {
+            tx.execute(Query::new("SELECT pg_notify($1, '')").bind(KEY_CHANGES_CHANNEL))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Tells this process's followers that a commit changed keys.
+    fn committed(&self) {
+        self.committed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+/// SQLite's signal: this process's commits.
+struct Committed(watch::Receiver<u64>);
+
+#[async_trait]
+impl ChangeSignal for Committed {
+    async fn changed(&mut self) -> Result<(), StoreError> {
+        // The sender lives as long as the store, which outlives its followers.
+        self.0
+            .changed()
+            .await
+            .map_err(|_| StoreError::Corrupt("the store is gone".into()))
+    }
+}
+
+/// PostgreSQL's signal: `NOTIFY` from any replica's commit. A lost connection is reported, and
+/// the follower reads the log (notifications sent meanwhile are lost; changes are not).
+struct Notified(sqlx::postgres::PgListener);
+
+#[async_trait]
+impl ChangeSignal for Notified {
+    async fn changed(&mut self) -> Result<(), StoreError> {
+        match self.0.try_recv().await? {
+            Some(_) => Ok(()),
+            None => Err(StoreError::Database(sqlx::Error::Protocol(
+                "the key change channel was reconnected".into(),
+            ))),
+        }
     }
 }
 
@@ -143,7 +225,10 @@ impl IdentityStore for SqlStore {
         .await?;
         tx.execute(insert_user(user)).await?;
         tx.execute(insert_api_key(key)).await?;
+        self.record_changes(&mut tx, &[key.digest], KeyChangeKind::Issued)
+            .await?;
         tx.commit().await?;
+        self.committed();
         Ok(())
     }
 
@@ -259,11 +344,13 @@ impl IdentityStore for SqlStore {
                 return Ok(DeleteUserOutcome::LastUser);
             }
         }
-        let revoked = tx
-            .execute(
-                Query::new("DELETE FROM api_keys WHERE tenant_id = $1 AND user_id = $2")
-                    .bind(tenant.as_str())
-                    .bind(id.as_str()),
+        let revoked: Vec<(Vec<u8>,)> = tx
+            .fetch_all(
+                Query::new(
+                    "DELETE FROM api_keys WHERE tenant_id = $1 AND user_id = $2 RETURNING digest",
+                )
+                .bind(tenant.as_str())
+                .bind(id.as_str()),
             )
             .await?;
         tx.execute(
@@ -272,14 +359,23 @@ impl IdentityStore for SqlStore {
                 .bind(id.as_str()),
         )
         .await?;
+        let digests = digests_of(revoked)?;
+        self.record_changes(&mut tx, &digests, KeyChangeKind::Revoked)
+            .await?;
         tx.commit().await?;
+        self.committed();
         Ok(DeleteUserOutcome::Deleted {
-            revoked_api_keys: revoked,
+            revoked_api_keys: digests.len() as u64,
         })
     }
 
     async fn insert_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
-        self.db.execute(insert_api_key(key)).await?;
+        let mut tx = self.db.begin_write().await?;
+        tx.execute(insert_api_key(key)).await?;
+        self.record_changes(&mut tx, &[key.digest], KeyChangeKind::Issued)
+            .await?;
+        tx.commit().await?;
+        self.committed();
         Ok(())
     }
 
@@ -333,15 +429,84 @@ impl IdentityStore for SqlStore {
     }
 
     async fn delete_api_key(&self, tenant: &TenantId, id: &ApiKeyId) -> Result<bool, StoreError> {
-        let deleted = self
-            .db
-            .execute(
-                Query::new("DELETE FROM api_keys WHERE tenant_id = $1 AND id = $2")
-                    .bind(tenant.as_str())
-                    .bind(id.as_str()),
+        let mut tx = self.db.begin_write().await?;
+        let deleted: Vec<(Vec<u8>,)> = tx
+            .fetch_all(
+                Query::new(
+                    "DELETE FROM api_keys WHERE tenant_id = $1 AND id = $2 RETURNING digest",
+                )
+                .bind(tenant.as_str())
+                .bind(id.as_str()),
             )
             .await?;
-        Ok(deleted > 0)
+        let digests = digests_of(deleted)?;
+        self.record_changes(&mut tx, &digests, KeyChangeKind::Revoked)
+            .await?;
+        tx.commit().await?;
+        self.committed();
+        Ok(!digests.is_empty())
+    }
+
+    async fn key_changes_after(&self, seq: i64, limit: u32) -> Result<Vec<KeyChange>, StoreError> {
+        let rows: Vec<(i64, Vec<u8>, String)> = self
+            .db
+            .fetch_all(
+                Query::new(
+                    "SELECT seq, digest, change FROM key_changes WHERE seq > $1 \
+                     ORDER BY seq LIMIT $2",
+                )
+                .bind(seq)
+                .bind(i64::from(limit)),
+            )
+            .await?;
+        rows.into_iter()
+            .map(|(seq, digest, change)| {
+                Ok(KeyChange {
+                    seq,
+                    digest: KeyDigest::from_slice(&digest)
+                        .ok_or_else(|| corrupt("digest", "wrong length"))?,
+                    kind: match change.as_str() {
+                        "issued" => KeyChangeKind::Issued,
+                        "revoked" => KeyChangeKind::Revoked,
+                        other => return Err(corrupt("change", other)),
+                    },
+                })
+            })
+            .collect()
+    }
+
+    async fn latest_key_change(&self) -> Result<i64, StoreError> {
+        let (latest,): (Option<i64>,) = self
+            .db
+            .fetch_one(Query::new("SELECT MAX(seq) FROM key_changes"))
+            .await?;
+        Ok(latest.unwrap_or(0))
+    }
+
+    async fn issued_digests(&self) -> Result<Vec<KeyDigest>, StoreError> {
+        let rows: Vec<(Vec<u8>,)> = self
+            .db
+            .fetch_all(Query::new("SELECT digest FROM api_keys"))
+            .await?;
+        digests_of(rows)
+    }
+
+    async fn key_change_signal(&self) -> Result<Box<dyn ChangeSignal>, StoreError> {
+        Ok(match &self.db {
+            Db::Sqlite(_) => Box::new(Committed(self.committed.subscribe())),
+            Db::Postgres(pool) => {
+                let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+                listener.listen(KEY_CHANGES_CHANNEL).await?;
+                Box::new(Notified(listener))
+            }
+        })
+    }
+
+    async fn prune_key_changes(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        Ok(self
+            .db
+            .execute(Query::new("DELETE FROM key_changes WHERE at < $1").bind(to_micros(before)))
+            .await?)
     }
 
     async fn find_api_key_by_digest(
@@ -469,6 +634,12 @@ impl TryFrom<ApiKeyRow> for ApiKey {
             last_used_at: row.last_used_at.map(from_micros),
         })
     }
+}
+
+fn digests_of(rows: Vec<(Vec<u8>,)>) -> Result<Vec<KeyDigest>, StoreError> {
+    rows.into_iter()
+        .map(|(d,)| KeyDigest::from_slice(&d).ok_or_else(|| corrupt("digest", "wrong length")))
+        .collect()
 }
 
 fn parse_stored<T, E>(s: &str, parse: impl FnOnce(&str) -> Result<T, E>) -> Result<T, StoreError> {

@@ -249,13 +249,11 @@ mod properties {
         /// Whatever is presented, parsing answers (never panics), and accepts only what has a
         /// prefix, the length and a matching checksum.
         #[test]
-        fn any_text_is_parsed_or_refused(text in "\\PC{0,60}", bytes in proptest::collection::vec(any::<u8>(), 0..60)) {
+        fn any_text_is_parsed_or_refused(text in "\\PC{0,60}") {
             if let Ok(key) = ApiKeySecret::parse(&text) {
                 prop_assert_eq!(key.expose(), text.as_str());
                 prop_assert_eq!(text.len(), 8 + RANDOM_LEN + CHECKSUM_LEN);
             }
-            let _ = crate::metadata::presented_api_key(Some(&bytes), None);
-            let _ = crate::metadata::presented_api_key(None, Some(&bytes));
         }
 
         /// Every generated key parses back; any one character changed, it does not.

@@ -206,3 +206,19 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Any header bytes get an answer, never a panic.
+        #[test]
+        fn any_header_is_read_or_refused(bytes in proptest::collection::vec(any::<u8>(), 0..60)) {
+            let _ = presented_api_key(Some(&bytes), None);
+            let _ = presented_api_key(None, Some(&bytes));
+        }
+    }
+}

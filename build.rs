@@ -12,6 +12,7 @@ const PROTO_FILES: &[&str] = &[
     "tollgate/identity/v1/api_keys.proto",
     "tollgate/identity/v1/roles.proto",
     "tollgate/identity/v1/authorization.proto",
+    "tollgate/identity/v1/audit.proto",
     "tollgate/events/v1/events.proto",
 ];
 

@@ -71,6 +71,11 @@ prefixed_id!(
     ApiKeyId,
     "sec_"
 );
+prefixed_id!(
+    /// A record of the audit log, `aud_<random>`.
+    AuditId,
+    "aud_"
+);
 
 #[cfg(test)]
 mod tests {

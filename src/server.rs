@@ -4,7 +4,6 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -26,7 +25,7 @@ pub const DATABASE_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 pub struct Health {
     reporter: HealthReporter,
     services: Arc<[&'static str]>,
-    draining: Arc<AtomicBool>,
+    draining: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl std::fmt::Debug for Health {
@@ -50,7 +49,7 @@ impl Health {
         let health = Self {
             reporter,
             services: services.into(),
-            draining: Arc::new(AtomicBool::new(false)),
+            draining: Arc::new(tokio::sync::watch::channel(false).0),
         };
         health.set(ServingStatus::NotServing).await;
         // `liveness` answers SERVING for as long as the process serves at all, draining
@@ -75,13 +74,23 @@ impl Health {
 
     /// Marks the service as draining: NOT_SERVING from now on, whatever the database says.
     pub async fn begin_drain(&self) {
-        self.draining.store(true, Ordering::SeqCst);
+        self.draining.send_replace(true);
         self.set(ServingStatus::NotServing).await;
     }
 
     /// Whether [`Health::begin_drain`] was called.
     pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::SeqCst)
+        *self.draining.borrow()
+    }
+
+    /// Resolves once draining has begun: long-lived streams end then, so that the drain does
+    /// not wait for them until its grace period is over.
+    pub fn drained(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut draining = self.draining.subscribe();
+        async move {
+            // The sender lives as long as any Health clone; if all are gone, so is the server.
+            let _ = draining.wait_for(|d| *d).await;
+        }
     }
 
     /// Keeps the status in line with the database: SERVING while `ping` succeeds, NOT_SERVING

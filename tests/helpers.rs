@@ -109,9 +109,24 @@ pub struct Stack {
     pub tenant_id: String,
     /// The first tenant's admin account.
     pub admin_id: String,
+    /// The proxy between event-service and identity-service, when started [`Via::Proxy`].
+    pub proxy: Option<Proxy>,
     events_channel: Channel,
+    _fake: Option<FakeIdentity>,
     _databases: Vec<PostgresDatabase>,
     _dir: tempfile::TempDir,
+}
+
+/// How event-service reaches identity-service in a [`Stack`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// Directly.
+    Direct,
+    /// Through a TCP [`Proxy`] the test can cut.
+    Proxy,
+    /// Through a server that forwards `Authorize` but offers no revocation stream, so that
+    /// cached decisions live out their TTL.
+    NoRevocationStream,
 }
 
 impl Stack {
@@ -130,6 +145,16 @@ impl Stack {
     /// elsewhere).
     pub async fn start_with(
         backend: Backend,
+        configure: impl FnOnce(&mut event_service::config::Settings),
+    ) -> Self {
+        Self::start_via(backend, Via::Direct, configure).await
+    }
+
+    /// [`Stack::start_with`], event-service reaching identity-service `via` a proxy or a
+    /// forwarder.
+    pub async fn start_via(
+        backend: Backend,
+        via: Via,
         configure: impl FnOnce(&mut event_service::config::Settings),
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
@@ -156,7 +181,24 @@ impl Stack {
             s.database_url = identity_db;
         })
         .await;
-        let mut settings = event_service::config::Settings::new(events_db, identity.url());
+        let (mut proxy, mut fake) = (None, None);
+        let identity_url = match via {
+            Via::Direct => identity.url(),
+            Via::Proxy => {
+                let started = Proxy::start(identity.addr).await;
+                let url = url::Url::parse(&format!("http://{}", started.addr)).unwrap();
+                proxy = Some(started);
+                url
+            }
+            Via::NoRevocationStream => {
+                let started =
+                    FakeIdentity::start(FakeAnswer::Forward(identity.channel.clone())).await;
+                let url = started.url.clone();
+                fake = Some(started);
+                url
+            }
+        };
+        let mut settings = event_service::config::Settings::new(events_db, identity_url);
         settings.metrics_addr = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
         configure(&mut settings);
         settings.auth_denial_ttl = settings.auth_denial_ttl.min(settings.auth_cache_ttl);
@@ -185,16 +227,36 @@ impl Stack {
             events,
             auth_cache,
             events_metrics,
+            proxy,
+            _fake: fake,
             _databases: databases,
             _dir: dir,
         }
+    }
+
+    /// Stops identity-service (draining it), so that a test can change its database behind its
+    /// back before [`Stack::start_identity_again`].
+    pub async fn stop_identity(&mut self) {
+        self.identity.shut_down().await;
+    }
+
+    /// Starts identity-service again on the address and database it had.
+    pub async fn start_identity_again(&mut self) {
+        let (addr, database) = (self.identity.addr, self.identity.database_url.clone());
+        self.identity = TestIdentity::spawn_with(|s| {
+            s.listen_addr = addr;
+            s.metrics_addr = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+            s.database_url = database;
+        })
+        .await;
+        self.identity_metrics = self.identity.metrics_addr.unwrap();
     }
 
     /// Another tenant's admin key.
     pub async fn other_tenant_key(&self) -> String {
         let t = self
             .identity_domain
-            .bootstrap_tenant("globex", "admin")
+            .bootstrap_tenant("globex", "admin", "test")
             .await
             .unwrap();
         t.secret.expose().to_owned()
@@ -329,6 +391,12 @@ pub enum FakeAnswer {
     Unreadable,
     /// Allows, for a tenant of its own, after `delay`.
     AllowAfter(Duration),
+    /// Allows, for a tenant of its own, once the test adds a permit to the semaphore (one
+    /// permit per call): a call held in flight for as long as a test needs.
+    AllowWhen(Arc<tokio::sync::Semaphore>),
+    /// Asks the real identity-service behind this channel: `Authorize` as usual, but no
+    /// revocation stream (an identity-service that predates it).
+    Forward(Channel),
 }
 
 /// An `Authorize` server that answers as told and counts the calls, for what the real
@@ -353,6 +421,17 @@ struct FakeAuthorize {
 
 #[tonic::async_trait]
 impl id::authorization_service_server::AuthorizationService for FakeAuthorize {
+    type WatchRevocationsStream = tonic::codegen::BoxStream<id::WatchRevocationsResponse>;
+
+    /// Not offered, as by an identity-service that predates the stream: event-service then
+    /// relies on its cache TTL alone.
+    async fn watch_revocations(
+        &self,
+        _request: tonic::Request<id::WatchRevocationsRequest>,
+    ) -> Result<tonic::Response<Self::WatchRevocationsStream>, Status> {
+        Err(Status::unimplemented("no revocation stream here"))
+    }
+
     async fn authorize(
         &self,
         request: tonic::Request<id::AuthorizeRequest>,
@@ -384,6 +463,17 @@ impl id::authorization_service_server::AuthorizationService for FakeAuthorize {
                 Ok(tonic::Response::new(allowed(principal(
                     self.tenant_id.clone(),
                 ))))
+            }
+            FakeAnswer::AllowWhen(permits) => {
+                permits.acquire().await.unwrap().forget();
+                Ok(tonic::Response::new(allowed(principal(
+                    self.tenant_id.clone(),
+                ))))
+            }
+            FakeAnswer::Forward(channel) => {
+                id::authorization_service_client::AuthorizationServiceClient::new(channel.clone())
+                    .authorize(request.into_inner())
+                    .await
             }
         }
     }
@@ -425,6 +515,77 @@ impl FakeIdentity {
     /// `Authorize` calls received so far.
     pub fn calls(&self) -> usize {
         self.calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// A TCP proxy on 127.0.0.1:0 in front of `target`, which a test can cut: every open
+/// connection dropped and new ones refused until it is let through again.
+#[derive(Debug)]
+pub struct Proxy {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    state: Arc<std::sync::Mutex<ProxyState>>,
+    accept: JoinHandle<()>,
+}
+
+#[derive(Debug, Default)]
+struct ProxyState {
+    blocked: bool,
+    connections: Vec<JoinHandle<()>>,
+}
+
+impl Proxy {
+    /// Starts one, letting connections through.
+    pub async fn start(target: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(std::sync::Mutex::new(ProxyState::default()));
+        let accept = {
+            let state = state.clone();
+            tokio::spawn(async move {
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    let mut state = state.lock().unwrap();
+                    if state.blocked {
+                        continue; // dropped: the connection is reset
+                    }
+                    state.connections.retain(|c| !c.is_finished());
+                    state.connections.push(tokio::spawn(async move {
+                        if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    }));
+                }
+            })
+        };
+        Self {
+            addr,
+            state,
+            accept,
+        }
+    }
+
+    /// Drops every open connection and refuses new ones.
+    pub fn cut(&self) {
+        let mut state = self.state.lock().unwrap();
+        state.blocked = true;
+        for connection in state.connections.drain(..) {
+            connection.abort();
+        }
+    }
+
+    /// Lets connections through again.
+    pub fn restore(&self) {
+        self.state.lock().unwrap().blocked = false;
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
     }
 }
 

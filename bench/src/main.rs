@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod h2load;
+mod revocation;
 mod run;
 
 use std::process::ExitCode;
@@ -20,16 +21,18 @@ use tollgate::telemetry::{LogArgs, error_chain};
 )]
 struct Cli {
     #[command(subcommand)]
-    serve: Option<Serve>,
+    command: Option<Command>,
     #[command(flatten)]
     bench: run::BenchArgs,
     #[command(flatten)]
     log: LogArgs,
 }
 
-/// The benchmark's server processes.
+/// The benchmark's other runs, and its server processes.
 #[derive(Debug, Subcommand)]
-enum Serve {
+enum Command {
+    /// Measure how long a revoked key keeps working on another replica (p50/p99 over trials).
+    Revocation(revocation::RevocationArgs),
     /// Run identity-service (as `identity-service serve`).
     #[command(hide = true)]
     ServeIdentity(Box<identity_service::config::Settings>),
@@ -47,9 +50,17 @@ fn main() -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
-    let result = match cli.serve {
+    let result = match cli.command {
         None => run::run(cli.bench),
-        Some(serve) => serve_one(serve),
+        Some(Command::Revocation(args)) => revocation::run(args),
+        Some(Command::ServeIdentity(settings)) => serve_one(async move |shutdown| {
+            let app = identity_service::startup::Application::build(*settings).await?;
+            Ok(app.run_until_stopped(shutdown).await?)
+        }),
+        Some(Command::ServeEvents(settings)) => serve_one(async move |shutdown| {
+            let app = event_service::startup::Application::build(*settings).await?;
+            Ok(app.run_until_stopped(shutdown).await?)
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -61,22 +72,13 @@ fn main() -> ExitCode {
 }
 
 /// Runs one service until SIGTERM, on a runtime of its own.
-fn serve_one(serve: Serve) -> BenchResult {
+fn serve_one<F>(serve: impl FnOnce(tollgate::server::Signal) -> F) -> BenchResult
+where
+    F: std::future::Future<Output = BenchResult>,
+{
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async {
-        let shutdown = tollgate::server::shutdown_signal();
-        match serve {
-            Serve::ServeIdentity(settings) => {
-                let app = identity_service::startup::Application::build(*settings).await?;
-                app.run_until_stopped(shutdown).await?;
-            }
-            Serve::ServeEvents(settings) => {
-                let app = event_service::startup::Application::build(*settings).await?;
-                app.run_until_stopped(shutdown).await?;
-            }
-        }
-        Ok(())
-    })
+    // The signal handlers need the runtime.
+    runtime.block_on(async { serve(Box::pin(tollgate::server::shutdown_signal())).await })
 }

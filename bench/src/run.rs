@@ -25,7 +25,7 @@ use tonic_health::pb::HealthCheckRequest;
 use crate::BenchResult;
 use crate::h2load::{H2Client, encode};
 
-type BoxError = Box<dyn std::error::Error>;
+pub(crate) type BoxError = Box<dyn std::error::Error>;
 
 /// Flags of `tollgate-bench`.
 #[derive(Debug, clap::Args)]
@@ -88,7 +88,7 @@ impl Stats {
     }
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
@@ -153,14 +153,16 @@ where
     load(concurrency, duration, call).await
 }
 
-fn with_key<T>(key: &str, message: T) -> Result<tonic::Request<T>, tonic::Status> {
+pub(crate) fn with_key<T>(key: &str, message: T) -> Result<tonic::Request<T>, tonic::Status> {
     tollgate::metadata::with_api_key(key, message)
         .map_err(|_| tonic::Status::internal("key is not a header value"))
 }
 
-struct Servers {
-    exe: PathBuf,
-    pin: bool,
+/// Starts the server processes: this binary's hidden serve commands, pinned to core 1 when
+/// `pin`.
+pub(crate) struct Servers {
+    pub(crate) exe: PathBuf,
+    pub(crate) pin: bool,
 }
 
 impl Servers {
@@ -179,7 +181,7 @@ impl Servers {
         command
     }
 
-    fn identity(&self, db: &DatabaseUrl) -> Result<ServiceProcess, BoxError> {
+    pub(crate) fn identity(&self, db: &DatabaseUrl) -> Result<ServiceProcess, BoxError> {
         let args = [
             "serve-identity",
             "--listen-addr",
@@ -194,7 +196,7 @@ impl Servers {
         )?)
     }
 
-    fn events(
+    pub(crate) fn events(
         &self,
         db: &DatabaseUrl,
         identity: &ServiceProcess,
@@ -223,14 +225,14 @@ fn db_arg(db: &DatabaseUrl) -> String {
     }
 }
 
-async fn channel(process: &ServiceProcess) -> Result<Channel, BoxError> {
+pub(crate) async fn channel(process: &ServiceProcess) -> Result<Channel, BoxError> {
     Ok(Channel::from_shared(format!("http://{}", process.addr))?
         .connect()
         .await?)
 }
 
 /// Stops a server and returns its log.
-async fn stop(process: ServiceProcess) -> Result<Vec<String>, BoxError> {
+pub(crate) async fn stop(process: ServiceProcess) -> Result<Vec<String>, BoxError> {
     process.terminate()?;
     Ok(tokio::task::spawn_blocking(move || process.wait())
         .await??
@@ -264,8 +266,12 @@ fn machine(cores: usize) -> Value {
 /// Creates tenants and keys straight in identity-service's database (before it starts).
 async fn bootstrap(db: &DatabaseUrl) -> Result<(String, String), BoxError> {
     let domain = identity_service::Identity::open(db).await?;
-    let main = domain.bootstrap_tenant("bench", "admin").await?;
-    let big = domain.bootstrap_tenant("bench-1m", "admin").await?;
+    let main = domain
+        .bootstrap_tenant("bench", "admin", "tollgate-bench")
+        .await?;
+    let big = domain
+        .bootstrap_tenant("bench-1m", "admin", "tollgate-bench")
+        .await?;
     Ok((
         main.secret.expose().to_owned(),
         big.secret.expose().to_owned(),
@@ -866,20 +872,46 @@ async fn postgres_batches(
     day_start: chrono::DateTime<Utc>,
     events: usize,
 ) -> Result<(f64, f64, usize), BoxError> {
-    use sqlx::{Connection, Executor};
-    let name = format!("tollgate_bench_{}", uuid::Uuid::now_v7().simple());
-    let mut admin = sqlx::PgConnection::connect(server.as_str()).await?;
-    admin
-        .execute(format!(r#"CREATE DATABASE "{name}""#).as_str())
-        .await?;
-    let mut url = server.clone();
-    url.set_path(&name);
-    let process = servers.events(&DatabaseUrl::Postgres(url), identity)?;
+    let database = ScratchDatabase::create(server).await?;
+    let process = servers.events(&database.url, identity)?;
     let result = load_batches(channel(&process).await?, key, events, day_start, "pg").await;
     stop(process).await?;
-    admin
-        .execute(format!(r#"DROP DATABASE "{name}""#).as_str())
-        .await?;
+    database.drop().await?;
     let (rate, seconds) = result?;
     Ok((rate, seconds, events))
+}
+
+/// A fresh database on a PostgreSQL server, dropped by [`ScratchDatabase::drop`].
+pub(crate) struct ScratchDatabase {
+    pub(crate) url: DatabaseUrl,
+    server: url::Url,
+    name: String,
+}
+
+impl ScratchDatabase {
+    pub(crate) async fn create(server: &url::Url) -> Result<Self, BoxError> {
+        use sqlx::{Connection, Executor};
+        let name = format!("tollgate_bench_{}", uuid::Uuid::now_v7().simple());
+        let mut admin = sqlx::PgConnection::connect(server.as_str()).await?;
+        admin
+            .execute(format!(r#"CREATE DATABASE "{name}""#).as_str())
+            .await?;
+        let mut url = server.clone();
+        url.set_path(&name);
+        Ok(Self {
+            url: DatabaseUrl::Postgres(url),
+            server: server.clone(),
+            name,
+        })
+    }
+
+    /// Drops it (every connection to it must be closed: stop its servers first).
+    pub(crate) async fn drop(self) -> Result<(), BoxError> {
+        use sqlx::{Connection, Executor};
+        let mut admin = sqlx::PgConnection::connect(self.server.as_str()).await?;
+        admin
+            .execute(format!(r#"DROP DATABASE "{}" WITH (FORCE)"#, self.name).as_str())
+            .await?;
+        Ok(())
+    }
 }

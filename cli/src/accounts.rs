@@ -88,6 +88,47 @@ pub enum KeysCommand {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Replace a key: a new key (printed once) with the same name, owner, environment, expiry
+    /// and roles; the old one keeps working for the grace period, then stops.
+    Rotate {
+        /// The key's id (sec_…).
+        id: String,
+        /// How long the old key keeps working: 0 ends it at once; at most 30d.
+        #[arg(long, default_value = "24h", value_parser = parse_duration)]
+        grace: std::time::Duration,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+/// Prints a new key with its secret, the one time it is shown.
+fn print_new_key(json_mode: bool, k: &pb::CreateApiKeyResponse) {
+    let mut t = table(&[
+        "id",
+        "name",
+        "user_id",
+        "environment",
+        "roles",
+        "expires_at",
+    ]);
+    t.add_row(vec![
+        k.id.clone(),
+        k.name.clone(),
+        k.user_id.clone(),
+        environment(k.environment).into(),
+        k.roles.join(", "),
+        time(k.expires_at.as_ref()),
+    ]);
+    let j = json!({
+        "id": k.id, "name": k.name, "api_key": k.api_key, "user_id": k.user_id, "roles": k.roles,
+        "environment": environment(k.environment), "created_at": time(k.created_at.as_ref()),
+        "expires_at": time(k.expires_at.as_ref()), "display_hint": k.display_hint,
+    });
+    print(json_mode, j, t);
+    if !json_mode {
+        println!("api_key: {}", k.api_key);
+        eprintln!("This is the only time the key is shown: store it now.");
+    }
 }
 
 fn user_type(t: i32) -> &'static str {
@@ -256,31 +297,32 @@ pub async fn keys(command: KeysCommand) -> CliResult {
                 .await
                 .map_err(status)?
                 .into_inner();
-            let mut t = table(&[
-                "id",
-                "name",
-                "user_id",
-                "environment",
-                "roles",
-                "expires_at",
-            ]);
-            t.add_row(vec![
-                k.id.clone(),
-                k.name.clone(),
-                k.user_id.clone(),
-                environment(k.environment).into(),
-                k.roles.join(", "),
-                time(k.expires_at.as_ref()),
-            ]);
-            let j = json!({
-                "id": k.id, "name": k.name, "api_key": k.api_key, "user_id": k.user_id, "roles": k.roles,
-                "environment": environment(k.environment), "created_at": time(k.created_at.as_ref()),
-                "expires_at": time(k.expires_at.as_ref()), "display_hint": k.display_hint,
-            });
-            print(remote.json, j, t);
+            print_new_key(remote.json, &k);
+        }
+        KeysCommand::Rotate { id, grace, remote } => {
+            let mut client =
+                pb::api_key_service_client::ApiKeyServiceClient::new(remote.identity().await?);
+            let grace_period =
+                prost_types::Duration::try_from(grace).map_err(|_| "--grace is too long")?;
+            let rotated = client
+                .rotate_api_key(remote.request(pb::RotateApiKeyRequest {
+                    id,
+                    grace_period: Some(grace_period),
+                })?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            let (new, old) = (
+                rotated.key.unwrap_or_default(),
+                rotated.replaced.unwrap_or_default(),
+            );
+            print_new_key(remote.json, &new);
             if !remote.json {
-                println!("api_key: {}", k.api_key);
-                eprintln!("This is the only time the key is shown: store it now.");
+                eprintln!(
+                    "{} keeps working until {}; replace it wherever it is used before then.",
+                    old.id,
+                    time(old.expires_at.as_ref())
+                );
             }
         }
         KeysCommand::List { user, remote } => {
@@ -328,7 +370,7 @@ pub async fn keys(command: KeysCommand) -> CliResult {
                 "id": k.id, "name": k.name, "display_hint": k.display_hint, "user_id": k.user_id,
                 "user_type": user_type(k.user_type), "environment": environment(k.environment), "roles": k.roles,
                 "created_at": time(k.created_at.as_ref()), "expires_at": time(k.expires_at.as_ref()),
-                "last_used_at": time(k.last_used_at.as_ref()),
+                "last_used_at": time(k.last_used_at.as_ref()), "replaced_by": k.replaced_by,
             })).collect::<Vec<_>>();
             print(remote.json, json!(j), t);
         }

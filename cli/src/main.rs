@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod accounts;
+mod audit;
 mod events;
 mod output;
 mod remote;
@@ -36,9 +37,12 @@ enum Command {
     /// Service accounts: create with roles, list, get, update roles, delete.
     #[command(subcommand)]
     ServiceAccounts(accounts::AccountsCommand),
-    /// API keys: create (for yourself or a service account), list, delete.
+    /// API keys: create (for yourself or a service account), list, rotate, delete.
     #[command(subcommand)]
     Keys(accounts::KeysCommand),
+    /// The audit log: who changed which accounts, roles and keys.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Usage events: ingest from JSON, list, usage figures.
     #[command(subcommand)]
     Events(events::EventsCommand),
@@ -66,6 +70,7 @@ async fn main() -> ExitCode {
         Command::DevKey(args) => up::dev_key(args).await,
         Command::ServiceAccounts(command) => accounts::accounts(command).await,
         Command::Keys(command) => accounts::keys(command).await,
+        Command::Audit(command) => audit::audit(command).await,
         Command::Events(command) => events::events(command).await,
     };
     match result {

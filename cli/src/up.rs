@@ -65,7 +65,11 @@ pub async fn up(args: UpArgs) -> CliResult {
     let domain = identity.identity().clone();
     let created = match domain.store().find_tenant_by_name(&args.tenant).await? {
         Some(_) => None,
-        None => Some(domain.bootstrap_tenant(&args.tenant, "dev-admin").await?),
+        None => Some(
+            domain
+                .bootstrap_tenant(&args.tenant, "dev-admin", "tollgate up")
+                .await?,
+        ),
     };
     println!(
         "Tollgate is running (SQLite under {}/). Ctrl-C stops it.",
@@ -119,7 +123,9 @@ pub async fn dev_key(args: DevKeyArgs) -> CliResult {
         .into());
     }
     let domain = identity_service::Identity::open(&url).await?;
-    let (_, user, key, secret) = domain.issue_admin_key(&args.tenant, "dev-key").await?;
+    let (_, user, key, secret) = domain
+        .issue_admin_key(&args.tenant, "dev-key", "tollgate dev-key")
+        .await?;
     eprintln!(
         "New admin key {} for {} of tenant {:?}, shown only now:",
         key.id, user.id, args.tenant

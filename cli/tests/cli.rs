@@ -174,8 +174,37 @@ fn up_then_manage_accounts_keys_and_events() {
         stderr.contains("PermissionDenied") && stderr.contains("event:read"),
         "{stderr}"
     );
+    // Rotation: a new key with the same roles, the old one kept for the grace, and the
+    // audit log says who did it.
+    let key_id = key["id"].as_str().unwrap().to_owned();
+    let rotated = stack.run(&admin, &["keys", "rotate", &key_id, "--grace", "1h"]);
+    let new_key = rotated["api_key"].as_str().unwrap().to_owned();
+    assert_ne!(new_key, ingest_key);
+    assert_eq!(rotated["roles"], serde_json::json!(["event_ingestor"]));
+    let keys = stack.run(&admin, &["keys", "list"]);
+    let old = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == key_id.as_str())
+        .unwrap();
+    assert_eq!(old["replaced_by"], rotated["id"]);
+    let sent = stack.run(&new_key, &["events", "ingest", file.to_str().unwrap()]);
+    assert_eq!(sent["duplicates"].as_u64(), Some(2));
+    let audit = stack.run(&admin, &["audit", "list", "--action", "api_key.rotated"]);
+    assert_eq!(audit.as_array().unwrap().len(), 1);
+    assert_eq!(audit[0]["target_id"], key_id.as_str());
+    assert_eq!(audit[0]["replacement_id"], rotated["id"]);
+    assert_eq!(audit[0]["actor_address"], "127.0.0.1");
+    let everything = stack.run(&admin, &["audit", "list", "--limit", "3"]);
+    assert_eq!(everything.as_array().unwrap().len(), 3);
+    assert!(
+        !everything.to_string().contains("sk_"),
+        "no secret in the audit log"
+    );
+
     let deleted = stack.run(&admin, &["service-accounts", "delete", &account_id]);
-    assert_eq!(deleted["revoked_api_keys"], 1);
+    assert_eq!(deleted["revoked_api_keys"], 2);
 
     // A command without a key says how to give one.
     let out = tollgate::process::command(BIN)

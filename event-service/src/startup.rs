@@ -13,6 +13,7 @@ use tollgate::server::{Listeners, ServeError, Serving};
 use crate::authz::cache::AuthCache;
 use crate::authz::client::IdentityClient;
 use crate::authz::layer::AuthLayer;
+use crate::authz::revocations::{self, RevocationMetrics};
 use crate::config::Settings;
 use crate::events::{EventLimits, Events};
 use crate::grpc::EventApi;
@@ -63,6 +64,7 @@ pub struct Application {
     writer: JoinHandle<()>,
     failure: Failure,
     auth: Arc<AuthCache>,
+    revocations: RevocationMetrics,
     server_tls: Option<tonic::transport::ServerTlsConfig>,
     metrics: Metrics,
     settings: Settings,
@@ -76,6 +78,7 @@ impl Application {
         settings.validate().map_err(StartupError::Config)?;
         let metrics = Metrics::new("event-service")?;
         let event_metrics = EventMetrics::register(&metrics.registry)?;
+        let revocations = RevocationMetrics::register(&metrics.registry)?;
         let identity_tls = match &settings.identity_ca {
             Some(ca) => Some(
                 tollgate::tls::client_config(
@@ -136,6 +139,7 @@ impl Application {
             writer,
             failure,
             auth,
+            revocations,
             server_tls,
             metrics,
             settings,
@@ -175,6 +179,12 @@ impl Application {
         };
         let settings = self.settings;
         let (tls, events, auth) = (self.server_tls, self.events, self.auth.clone());
+        // Revocations are followed while the service serves.
+        let follower = tokio::spawn(revocations::follow(
+            self.auth.clone(),
+            self.revocations,
+            settings.auth_cache_ttl,
+        ));
         let metrics_layer = self.metrics.layer();
         let addr = serving.listeners.grpc_addr;
         // A write path that failed for good stops the service as a signal would, and the
@@ -216,6 +226,7 @@ impl Application {
                     .await
             })
             .await;
+        follower.abort();
         // The router (and with it every ingest handle) is gone; the writer ends once the queue
         // is empty.
         if let Err(e) = self.writer.await {

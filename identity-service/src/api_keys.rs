@@ -5,10 +5,12 @@ use tollgate::keys::{ApiKeySecret, Environment};
 use tollgate::paging::Page;
 use tollgate::permissions::Permission;
 
-use crate::model::api_keys::{ApiKey, NewApiKey};
+use crate::model::api_keys::{
+    ApiKey, DEFAULT_ROTATION_GRACE, MAX_ROTATION_GRACE, NewApiKey, Rotated,
+};
 use crate::model::principal::Principal;
 use crate::model::users::UserType;
-use crate::store::StoreError;
+use crate::store::{RotateOutcome, StoreError};
 use crate::{Identity, IdentityError};
 
 impl Identity {
@@ -64,7 +66,7 @@ impl Identity {
             (asked, cap) => asked.or(cap),
         };
         let (key, secret) = ApiKey::issue(&owner, environment, request.name, expires_at, now)?;
-        match self.store.insert_api_key(&key).await {
+        match self.store.insert_api_key(&key, &caller.actor()).await {
             Ok(()) => {}
             // The owner was deleted between the read above and this insert.
             Err(StoreError::ForeignKeyViolation) => {
@@ -114,6 +116,57 @@ impl Identity {
         Ok(page.split(keys, |k| k.id.clone()))
     }
 
+    /// Replaces a key (see `RotateApiKey`): the new key with its secret, and the old key's
+    /// record, expiring after `grace` (default [`DEFAULT_ROTATION_GRACE`]).
+    pub async fn rotate_api_key(
+        &self,
+        caller: &Principal,
+        id: &ApiKeyId,
+        grace: Option<std::time::Duration>,
+    ) -> Result<Rotated, IdentityError> {
+        caller.require(Permission::ApiKeysManage)?;
+        let grace = grace.unwrap_or(DEFAULT_ROTATION_GRACE);
+        if grace > MAX_ROTATION_GRACE {
+            return Err(IdentityError::invalid(
+                "grace_period",
+                format!(
+                    "grace_period must be at most {} (0 ends the old key at once)",
+                    humantime::format_duration(MAX_ROTATION_GRACE)
+                ),
+            ));
+        }
+        // A key out of reach is not found, as everywhere.
+        let old = self.get_api_key(caller, id).await?;
+        if let Some(by) = &old.replaced_by {
+            return Err(already_rotated(id, by));
+        }
+        let now = tollgate::time::now();
+        if old.expires_at.is_some_and(|at| at <= now) {
+            // Its successor would be born expired.
+            return Err(IdentityError::FailedPrecondition(format!(
+                "API key {id} has expired: create a new key instead"
+            )));
+        }
+        let (key, secret) = old.successor(now)?;
+        let ends = now + chrono::Duration::from_std(grace).unwrap_or_default();
+        match self
+            .store
+            .rotate_api_key(&caller.tenant_id, id, &key, ends, &caller.actor())
+            .await?
+        {
+            RotateOutcome::Rotated(replaced) => {
+                tracing::info!(key_id = %id, replaced_by = %key.id, grace_secs = grace.as_secs(), "API key rotated");
+                Ok(Rotated {
+                    replaced: *replaced,
+                    key,
+                    secret,
+                })
+            }
+            RotateOutcome::NotFound => Err(IdentityError::not_found("API key", id)),
+            RotateOutcome::AlreadyRotated(by) => Err(already_rotated(id, &by)),
+        }
+    }
+
     /// Revokes a key.
     pub async fn delete_api_key(
         &self,
@@ -123,11 +176,21 @@ impl Identity {
         caller.require(Permission::ApiKeysManage)?;
         // A key out of the caller's reach is not found, as in `get_api_key`.
         self.get_api_key(caller, id).await?;
-        if self.store.delete_api_key(&caller.tenant_id, id).await? {
+        if self
+            .store
+            .delete_api_key(&caller.tenant_id, id, &caller.actor())
+            .await?
+        {
             tracing::info!(key_id = %id, "API key revoked");
             Ok(())
         } else {
             Err(IdentityError::not_found("API key", id))
         }
     }
+}
+
+fn already_rotated(id: &ApiKeyId, by: &ApiKeyId) -> IdentityError {
+    IdentityError::FailedPrecondition(format!(
+        "API key {id} was rotated already, by {by}: rotate {by} instead"
+    ))
 }

@@ -30,9 +30,12 @@ pub enum IdentityError {
     /// The request is valid but the state forbids it (deleting the last user account).
     #[error("{0}")]
     FailedPrecondition(String),
-    /// The internal credential for `Authorize` is missing or wrong.
+    /// Not available now; the caller may try again.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The internal credential for `Authorize` and `WatchRevocations` is missing or wrong.
     #[error(
-        "Authorize needs the internal credential: the x-tollgate-internal-token header or a client certificate"
+        "this call needs the internal credential: the x-tollgate-internal-token header or a client certificate"
     )]
     InternalCredential,
     /// A fault of ours. The client gets a generic message; the cause is logged.
@@ -93,6 +96,7 @@ impl From<IdentityError> for Status {
             IdentityError::PermissionDenied(m) => Status::permission_denied(m),
             IdentityError::NotFound { .. } => Status::not_found(e.to_string()),
             IdentityError::FailedPrecondition(m) => Status::failed_precondition(m),
+            IdentityError::Unavailable(m) => Status::unavailable(m),
             IdentityError::Internal(cause) => {
                 tracing::error!(error = %tollgate::telemetry::error_chain(cause.as_ref()), "internal error");
                 Status::internal("internal error")

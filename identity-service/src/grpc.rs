@@ -4,16 +4,19 @@
 use std::sync::Arc;
 
 use rustls_pki_types::ServerName;
-use tollgate::ids::{ApiKeyId, UserId};
+use tokio_stream::StreamExt;
+use tollgate::ids::{ApiKeyId, TenantId, UserId};
 use tollgate::keys::{Environment, KeyDigest};
 use tollgate::metadata::{INTERNAL_TOKEN_HEADER, InternalToken, api_key_from_metadata};
 use tollgate::paging::{Page, decode_token_with, encode_token, page_size};
 use tollgate::permissions::Permission;
 use tollgate::proto::identity::v1 as pb;
+use tollgate::server::Health;
 use tollgate::time::{from_proto, to_proto};
 use tonic::{Request, Response, Status};
 
 use crate::model::api_keys::{ApiKey, KeyName, NewApiKey};
+use crate::model::audit::{Actor, AuditAction, AuditEvent, AuditFilter};
 use crate::model::principal::{DenyReason, Principal};
 use crate::model::roles::RoleSet;
 use crate::model::users::{AccountKind, DisplayName, User, UserType};
@@ -25,6 +28,8 @@ pub struct GrpcApi {
     identity: Identity,
     internal_token: Option<InternalToken>,
     client_names: Arc<[ServerName<'static>]>,
+    /// The server's health, whose drain ends the revocation streams.
+    health: Option<Health>,
 }
 
 impl GrpcApi {
@@ -44,14 +49,24 @@ impl GrpcApi {
             identity,
             internal_token,
             client_names,
+            health: None,
         }
     }
 
-    /// The principal of the key the request presents.
+    /// Ends the revocation streams when `health` begins to drain (without it they last until
+    /// their subscribers leave).
+    pub fn ending_streams_with(mut self, health: Health) -> Self {
+        self.health = Some(health);
+        self
+    }
+
+    /// The principal of the key the request presents, with the caller's address.
     async fn caller<T>(&self, request: &Request<T>) -> Result<Principal, IdentityError> {
         let secret = api_key_from_metadata(request.metadata())
             .map_err(|e| IdentityError::Unauthenticated(e.to_string()))?;
-        self.identity.authenticate(&secret).await
+        let mut principal = self.identity.authenticate(&secret).await?;
+        principal.address = request.remote_addr().map(|a| a.ip().to_string());
+        Ok(principal)
     }
 
     fn check_internal_credential<T>(&self, request: &Request<T>) -> Result<(), IdentityError> {
@@ -175,6 +190,112 @@ impl From<ApiKey> for pb::ApiKey {
             created_at: Some(to_proto(k.created_at)),
             expires_at: k.expires_at.map(to_proto),
             last_used_at: k.last_used_at.map(to_proto),
+            replaced_by: k.replaced_by.map(|id| id.to_string()).unwrap_or_default(),
+        }
+    }
+}
+
+/// A new key with its secret, the one time it is shown.
+fn issued(key: ApiKey, secret: &tollgate::keys::ApiKeySecret) -> pb::CreateApiKeyResponse {
+    pb::CreateApiKeyResponse {
+        id: key.id.to_string(),
+        name: key.name.as_str().to_owned(),
+        api_key: secret.expose().to_owned(),
+        roles: key.roles.names(),
+        created_at: Some(to_proto(key.created_at)),
+        expires_at: key.expires_at.map(to_proto),
+        user_id: key.user_id.to_string(),
+        environment: environment_to_proto(key.environment).into(),
+        display_hint: key.display_hint,
+    }
+}
+
+fn audit_action_to_proto(a: AuditAction) -> pb::AuditAction {
+    match a {
+        AuditAction::TenantCreated => pb::AuditAction::TenantCreated,
+        AuditAction::UserCreated => pb::AuditAction::UserCreated,
+        AuditAction::UserRolesUpdated => pb::AuditAction::UserRolesUpdated,
+        AuditAction::UserDeleted => pb::AuditAction::UserDeleted,
+        AuditAction::ApiKeyCreated => pb::AuditAction::ApiKeyCreated,
+        AuditAction::ApiKeyRotated => pb::AuditAction::ApiKeyRotated,
+        AuditAction::ApiKeyDeleted => pb::AuditAction::ApiKeyDeleted,
+        AuditAction::ApiKeyRevoked => pb::AuditAction::ApiKeyRevoked,
+    }
+}
+
+fn audit_action_from_proto(value: i32) -> Result<Option<AuditAction>, IdentityError> {
+    let action = pb::AuditAction::try_from(value).ok();
+    match action {
+        Some(pb::AuditAction::Unspecified) => Ok(None),
+        Some(known) => Ok(AuditAction::ALL
+            .into_iter()
+            .find(|a| audit_action_to_proto(*a) == known)),
+        None => Err(IdentityError::invalid(
+            "action",
+            "action must be one of the AUDIT_ACTION_* values (or unset)",
+        )),
+    }
+}
+
+/// A kind of id a filter accepts: how it is described, and whether a value is one.
+type IdKind = (&'static str, fn(&str) -> bool);
+
+/// An id filter of the audit log: one of the given kinds of id, or unset.
+fn audit_id_filter(
+    field: &'static str,
+    value: &str,
+    kinds: &[IdKind],
+) -> Result<Option<String>, IdentityError> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    if kinds.iter().any(|(_, valid)| valid(value)) {
+        return Ok(Some(value.to_owned()));
+    }
+    let names: Vec<&str> = kinds.iter().map(|(name, _)| *name).collect();
+    Err(IdentityError::invalid(
+        field,
+        format!("{field} must be {} (or unset)", names.join(" or ")),
+    ))
+}
+
+impl From<AuditEvent> for pb::AuditEvent {
+    fn from(e: AuditEvent) -> Self {
+        let (actor_key_id, actor_user_id, actor_command, actor_address) = match e.actor {
+            Actor::Key {
+                key_id,
+                user_id,
+                address,
+                ..
+            } => (
+                key_id.to_string(),
+                user_id.to_string(),
+                String::new(),
+                address.unwrap_or_default(),
+            ),
+            Actor::Command(command) => (
+                String::new(),
+                String::new(),
+                command.to_owned(),
+                String::new(),
+            ),
+        };
+        pb::AuditEvent {
+            id: e.id.to_string(),
+            time: Some(to_proto(e.at)),
+            action: audit_action_to_proto(e.action).into(),
+            actor_key_id,
+            actor_user_id,
+            actor_command,
+            actor_address,
+            target_id: e.target_id,
+            environment: environment_to_proto(e.environment).into(),
+            roles_before: e.roles_before.map(|r| r.names()).unwrap_or_default(),
+            roles_after: e.roles_after.map(|r| r.names()).unwrap_or_default(),
+            replacement_id: e
+                .replacement_id
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
         }
     }
 }
@@ -302,17 +423,7 @@ impl pb::api_key_service_server::ApiKeyService for GrpcApi {
             environment: environment_from_proto(req.environment)?,
         };
         let (key, secret) = self.identity.create_api_key(&caller, new).await?;
-        Ok(Response::new(pb::CreateApiKeyResponse {
-            id: key.id.to_string(),
-            name: key.name.as_str().to_owned(),
-            api_key: secret.expose().to_owned(),
-            roles: key.roles.names(),
-            created_at: Some(to_proto(key.created_at)),
-            expires_at: key.expires_at.map(to_proto),
-            user_id: key.user_id.to_string(),
-            environment: environment_to_proto(key.environment).into(),
-            display_hint: key.display_hint,
-        }))
+        Ok(Response::new(issued(key, &secret)))
     }
 
     async fn get_api_key(
@@ -357,6 +468,85 @@ impl pb::api_key_service_server::ApiKeyService for GrpcApi {
         self.identity.delete_api_key(&caller, &id).await?;
         Ok(Response::new(pb::DeleteApiKeyResponse {}))
     }
+
+    async fn rotate_api_key(
+        &self,
+        request: Request<pb::RotateApiKeyRequest>,
+    ) -> Result<Response<pb::RotateApiKeyResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let req = request.into_inner();
+        let id = parse_id("id", &req.id, ApiKeyId::parse)?;
+        let grace = req
+            .grace_period
+            .map(|d| {
+                std::time::Duration::try_from(d).map_err(|_| {
+                    IdentityError::invalid(
+                        "grace_period",
+                        "grace_period must be a duration of zero or more",
+                    )
+                })
+            })
+            .transpose()?;
+        let rotated = self.identity.rotate_api_key(&caller, &id, grace).await?;
+        Ok(Response::new(pb::RotateApiKeyResponse {
+            key: Some(issued(rotated.key, &rotated.secret)),
+            replaced: Some(rotated.replaced.into()),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::audit_service_server::AuditService for GrpcApi {
+    async fn list_audit_events(
+        &self,
+        request: Request<pb::ListAuditEventsRequest>,
+    ) -> Result<Response<pb::ListAuditEventsResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let req = request.into_inner();
+        let time = |field: &'static str, t: Option<&prost_types::Timestamp>| {
+            t.map(|t| {
+                from_proto(t).ok_or_else(|| {
+                    IdentityError::invalid(field, format!("{field} is not a valid time"))
+                })
+            })
+            .transpose()
+        };
+        let filter = AuditFilter {
+            actor_id: audit_id_filter(
+                "actor_id",
+                &req.actor_id,
+                &[
+                    ("an API key id (sec_...)", |s| ApiKeyId::parse(s).is_ok()),
+                    ("a user id (usr_...)", |s| UserId::parse(s).is_ok()),
+                ],
+            )?,
+            target_id: audit_id_filter(
+                "target_id",
+                &req.target_id,
+                &[
+                    ("an API key id (sec_...)", |s| ApiKeyId::parse(s).is_ok()),
+                    ("a user id (usr_...)", |s| UserId::parse(s).is_ok()),
+                    ("a tenant id (ten_...)", |s| TenantId::parse(s).is_ok()),
+                ],
+            )?,
+            action: audit_action_from_proto(req.action)?,
+            start: time("start_time", req.start_time.as_ref())?,
+            end: time("end_time", req.end_time.as_ref())?,
+            environment: None,
+        };
+        let page = Page {
+            size: page_size(req.page_size)?,
+            after: decode_token_with(&req.page_token, |s| s.parse::<i64>())?,
+        };
+        let (events, next) = self
+            .identity
+            .list_audit_events(&caller, filter, page)
+            .await?;
+        Ok(Response::new(pb::ListAuditEventsResponse {
+            events: events.into_iter().map(Into::into).collect(),
+            next_page_token: next_page_token(next.map(|seq| seq.to_string()).as_deref()),
+        }))
+    }
 }
 
 #[tonic::async_trait]
@@ -390,6 +580,39 @@ impl pb::role_service_server::RoleService for GrpcApi {
 
 #[tonic::async_trait]
 impl pb::authorization_service_server::AuthorizationService for GrpcApi {
+    type WatchRevocationsStream = tonic::codegen::BoxStream<pb::WatchRevocationsResponse>;
+
+    async fn watch_revocations(
+        &self,
+        request: Request<pb::WatchRevocationsRequest>,
+    ) -> Result<Response<Self::WatchRevocationsStream>, Status> {
+        self.check_internal_credential(&request)?;
+        let after = request.get_ref().after_seq;
+        if after < 0 {
+            return Err(IdentityError::invalid(
+                "after_seq",
+                "after_seq must be 0 (from now on) or a seq the stream sent",
+            )
+            .into());
+        }
+        let until = self.health.as_ref().map(Health::drained);
+        let revocations = self.identity.watch_revocations(after, async move {
+            match until {
+                Some(drained) => drained.await,
+                None => std::future::pending().await,
+            }
+        })?;
+        let stream = tokio_stream::wrappers::ReceiverStream::new(revocations).map(|item| {
+            item.map(|r| pb::WatchRevocationsResponse {
+                seq: r.seq,
+                key_digest: r.digest.map(|d| d.as_bytes().to_vec()).unwrap_or_default(),
+                flush: r.flush,
+            })
+            .map_err(Status::from)
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
     async fn authorize(
         &self,
         request: Request<pb::AuthorizeRequest>,

@@ -3,17 +3,19 @@
 //!
 //! Imports run one way: the gRPC adapter ([`grpc`]) converts wire types into the domain types of
 //! [`model`] and calls the operations of [`Identity`] ([`users`], [`api_keys`], [`authorize`],
-//! [`tenants`]), which talk to an [`store::IdentityStore`] (SQLite or PostgreSQL, behind a
+//! [`revocations`], [`audit`], [`tenants`]), which talk to an [`store::IdentityStore`] (SQLite or PostgreSQL, behind a
 //! key-record cache) and can be used without a server.
 #![forbid(unsafe_code)]
 
 pub mod api_keys;
+pub mod audit;
 pub mod authorize;
 pub mod config;
 pub mod error;
 pub mod grpc;
 pub mod metrics;
 pub mod model;
+pub mod revocations;
 pub mod startup;
 pub mod store;
 pub mod tenants;
@@ -35,6 +37,9 @@ use store::sql::SqlStore;
 pub struct Identity {
     store: Arc<dyn IdentityStore>,
     metrics: IdentityMetrics,
+    /// Every change to keys as the follower of the change log applies it, for the revocation
+    /// stream; only a serving domain follows the log.
+    changes: Option<tokio::sync::broadcast::Sender<store::KeyChange>>,
 }
 
 impl Identity {
@@ -45,6 +50,7 @@ impl Identity {
             store,
             // Creating unregistered counters cannot fail: the names are constant and valid.
             metrics: IdentityMetrics::unregistered().expect("metric definitions are valid"),
+            changes: None,
         }
     }
 
@@ -70,6 +76,7 @@ impl Identity {
         ));
         let follower = cached.start().await?;
         let identity = Self {
+            changes: Some(cached.changes()),
             store: cached,
             metrics,
         };

@@ -104,7 +104,7 @@ async fn create_tenant(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let created = Identity::open(database_url)
         .await?
-        .bootstrap_tenant(name, admin_name)
+        .bootstrap_tenant(name, admin_name, "identity-service tenant create")
         .await?;
     let out = serde_json::json!({
         "tenant_id": created.tenant.id.as_str(),

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use tollgate::metrics::{Metrics, MetricsServer};
 use tollgate::proto::identity::v1::{
-    api_key_service_server::ApiKeyServiceServer,
+    api_key_service_server::ApiKeyServiceServer, audit_service_server::AuditServiceServer,
     authorization_service_server::AuthorizationServiceServer,
     role_service_server::RoleServiceServer, user_service_server::UserServiceServer,
 };
@@ -25,6 +25,7 @@ pub const SERVICE_NAMES: &[&str] = &[
     "tollgate.identity.v1.ApiKeyService",
     "tollgate.identity.v1.RoleService",
     "tollgate.identity.v1.AuthorizationService",
+    "tollgate.identity.v1.AuditService",
 ];
 
 /// Why the server could not start or stopped with an error.
@@ -155,6 +156,7 @@ impl Application {
                     server = server.tls_config(tls)?;
                 }
                 let size = settings.limits.max_message_size;
+                let api = api.ending_streams_with(served.health.clone());
                 server
                     .layer(layer)
                     .add_routes(served.routes)
@@ -166,6 +168,9 @@ impl Application {
                     )
                     .add_service(
                         RoleServiceServer::new(api.clone()).max_decoding_message_size(size),
+                    )
+                    .add_service(
+                        AuditServiceServer::new(api.clone()).max_decoding_message_size(size),
                     )
                     .add_service(
                         AuthorizationServiceServer::new(api).max_decoding_message_size(size),

@@ -5,6 +5,7 @@ use tollgate::ids::TenantId;
 use tollgate::keys::{ApiKeySecret, Environment};
 
 use crate::model::api_keys::{ApiKey, KeyName};
+use crate::model::audit::Actor;
 use crate::model::tenants::Tenant;
 use crate::model::users::{AccountKind, DisplayName, User, UserType};
 use crate::{Identity, IdentityError};
@@ -24,11 +25,12 @@ pub struct BootstrappedTenant {
 
 impl Identity {
     /// Creates a tenant, its first user account (named `admin_name`) and a full-access
-    /// production key, in one transaction.
+    /// production key, in one transaction; the audit log names `command` as the actor.
     pub async fn bootstrap_tenant(
         &self,
         name: &str,
         admin_name: &str,
+        command: &'static str,
     ) -> Result<BootstrappedTenant, IdentityError> {
         let name = name.trim();
         if name.is_empty() {
@@ -54,7 +56,9 @@ impl Identity {
             None,
             now,
         )?;
-        self.store.create_tenant(&tenant, &user, &key).await?;
+        self.store
+            .create_tenant(&tenant, &user, &key, &Actor::Command(command))
+            .await?;
         tracing::info!(tenant_id = %tenant.id, user_id = %user.id, key_id = %key.id, "tenant created");
         Ok(BootstrappedTenant {
             tenant,
@@ -71,6 +75,7 @@ impl Identity {
         &self,
         tenant_name: &str,
         key_name: &str,
+        command: &'static str,
     ) -> Result<(Tenant, User, ApiKey, ApiKeySecret), IdentityError> {
         let tenant = self
             .store
@@ -90,7 +95,9 @@ impl Identity {
             None,
             tollgate::time::now(),
         )?;
-        self.store.insert_api_key(&key).await?;
+        self.store
+            .insert_api_key(&key, &Actor::Command(command))
+            .await?;
         tracing::info!(tenant_id = %tenant.id, key_id = %key.id, "admin key issued");
         Ok((tenant, owner, key, secret))
     }

@@ -17,6 +17,7 @@ use crate::config::Settings;
 use crate::startup::{Application, StartupError};
 
 pub use pb::api_key_service_client::ApiKeyServiceClient;
+pub use pb::audit_service_client::AuditServiceClient;
 pub use pb::authorization_service_client::AuthorizationServiceClient;
 pub use pb::role_service_client::RoleServiceClient;
 pub use pb::user_service_client::UserServiceClient;
@@ -116,6 +117,11 @@ impl TestIdentity {
         RoleServiceClient::new(self.channel.clone())
     }
 
+    /// The audit log client.
+    pub fn audit(&self) -> AuditServiceClient<Channel> {
+        AuditServiceClient::new(self.channel.clone())
+    }
+
     /// The Authorize client.
     pub fn authz(&self) -> AuthorizationServiceClient<Channel> {
         AuthorizationServiceClient::new(self.channel.clone())
@@ -204,7 +210,11 @@ impl TestIdentity {
     /// Writes a key straight to the database, behind the service's back (and its cache's).
     pub async fn store_key(&self, key: &crate::model::api_keys::ApiKey) {
         let direct = Identity::open(&self.database_url).await.unwrap();
-        direct.store().insert_api_key(key).await.unwrap();
+        direct
+            .store()
+            .insert_api_key(key, &crate::model::audit::Actor::Command("test"))
+            .await
+            .unwrap();
     }
 
     async fn key_record(
@@ -264,7 +274,10 @@ impl TestIdentity {
 }
 
 async fn new_tenant(identity: &Identity, name: &str) -> TestTenant {
-    let made = identity.bootstrap_tenant(name, "admin").await.unwrap();
+    let made = identity
+        .bootstrap_tenant(name, "admin", "test")
+        .await
+        .unwrap();
     TestTenant {
         tenant_id: made.tenant.id.to_string(),
         admin_id: made.user.id.to_string(),

@@ -20,7 +20,7 @@ impl Identity {
     ) -> Result<User, IdentityError> {
         caller.require(Permission::UsersManage)?;
         let user = User::new(caller.tenant_id.clone(), kind, name, tollgate::time::now());
-        self.store.insert_user(&user).await?;
+        self.store.insert_user(&user, &caller.actor()).await?;
         tracing::info!(user_id = %user.id, user_type = user.user_type.as_str(), roles = %user.roles.to_storage(), "user created");
         Ok(user)
     }
@@ -68,7 +68,13 @@ impl Identity {
         }
         let user = self
             .store
-            .update_user_roles(&caller.tenant_id, id, &roles, tollgate::time::now())
+            .update_user_roles(
+                &caller.tenant_id,
+                id,
+                &roles,
+                tollgate::time::now(),
+                &caller.actor(),
+            )
             .await?
             .ok_or_else(|| IdentityError::not_found("user", id))?;
         tracing::info!(user_id = %id, roles = %roles.to_storage(), "service account roles replaced");
@@ -88,7 +94,11 @@ impl Identity {
     pub async fn delete_user(&self, caller: &Principal, id: &UserId) -> Result<u64, IdentityError> {
         caller.require(Permission::UsersManage)?;
         caller.require_full_reach()?;
-        match self.store.delete_user(&caller.tenant_id, id).await? {
+        match self
+            .store
+            .delete_user(&caller.tenant_id, id, &caller.actor())
+            .await?
+        {
             DeleteUserOutcome::Deleted { revoked_api_keys } => {
                 tracing::info!(user_id = %id, revoked_api_keys, "user deleted");
                 Ok(revoked_api_keys)

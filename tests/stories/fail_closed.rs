@@ -123,7 +123,48 @@ async fn concurrent_misses_for_one_key_make_one_authorize_call(backend: Backend)
     );
 }
 
+async fn a_decision_answered_before_a_revocation_is_not_kept_after_it(backend: Backend) {
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let fake = FakeIdentity::start(FakeAnswer::AllowWhen(permits.clone())).await;
+    let stack = in_front_of(backend, &fake, Duration::from_secs(60)).await;
+    let key = any_key();
+    // A request misses, and its Authorize call is held in flight...
+    let first = {
+        let stack_key = key.clone();
+        let mut events = stack.events();
+        tokio::spawn(async move {
+            events
+                .ingest_event(with_key(
+                    &stack_key,
+                    ev::IngestEventRequest {
+                        event: Some(event("api_call", "c1", 1.0)),
+                    },
+                ))
+                .await
+        })
+    };
+    poll_until(Instant::now() + Duration::from_secs(30), || async {
+        (fake.calls() == 1).then_some(())
+    })
+    .await
+    .expect("the first request never reached identity-service");
+    // ...while a revocation of the key arrives (as the stream delivers it)...
+    let secret: ApiKeySecret = key.parse().unwrap();
+    stack.auth_cache.revoke(&secret.digest()).await;
+    // ...and then the answer, given before the revocation, comes back: it serves the request
+    // that raced the revocation, but the next request must ask again.
+    permits.add_permits(2);
+    first.await.unwrap().unwrap();
+    can_write(&stack, &key).await.unwrap();
+    assert_eq!(
+        fake.calls(),
+        2,
+        "a decision from before the revocation was cached after it"
+    );
+}
+
 stories!(
+    a_decision_answered_before_a_revocation_is_not_kept_after_it,
     with_identity_down_an_uncached_key_fails_closed,
     a_stalled_identity_fails_closed_at_the_timeout,
     a_failing_or_unreadable_identity_fails_closed,

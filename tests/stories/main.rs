@@ -47,6 +47,18 @@ pub(crate) async fn key_id_of(stack: &Stack, key: &str) -> String {
         .id
 }
 
+/// Deletes the key `key_id` as the stack's admin.
+pub(crate) async fn delete_key(stack: &Stack, key_id: String) {
+    stack
+        .keys()
+        .delete_api_key(with_key(
+            &stack.admin_key,
+            id::DeleteApiKeyRequest { id: key_id },
+        ))
+        .await
+        .unwrap();
+}
+
 /// Calls `attempt` every 50 ms until it returns `Some`, at most until `deadline`; what it
 /// returned and when. Waiting for a published bound to pass, not for readiness.
 pub(crate) async fn poll_until<T, F, Fut>(deadline: Instant, mut attempt: F) -> Option<(T, Instant)>

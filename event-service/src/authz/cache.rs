@@ -8,8 +8,13 @@
 //!   one initialiser and hands its result to every waiter (single flight).
 //! - A failed call is not cached: the request fails closed with UNAVAILABLE, and the next one
 //!   tries again.
+//! - A revocation pushed by identity-service (see [`super::revocations`]) evicts the key's
+//!   decisions at once. A call that was answered before the revocation but returns after it
+//!   must not put its decision back: every revocation bumps a generation counter, and a call
+//!   whose flight spans a bump drops what it cached.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use moka::Expiry;
@@ -69,6 +74,8 @@ pub struct AuthCache {
     ttl: Duration,
     denial_ttl: Duration,
     metrics: EventMetrics,
+    /// Bumped by every revocation, before its decisions are evicted.
+    generation: Arc<AtomicU64>,
 }
 
 impl AuthCache {
@@ -99,7 +106,27 @@ impl AuthCache {
             ttl,
             denial_ttl: denial_ttl.min(ttl),
             metrics,
+            generation: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// The client, for the revocation stream.
+    pub fn client(&self) -> &IdentityClient {
+        &self.client
+    }
+
+    /// Evicts every decision about the key with `digest`: it was deleted, or its expiry moved.
+    pub async fn revoke(&self, digest: &KeyDigest) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        for permission in Permission::ALL {
+            self.cache.invalidate(&(*digest, permission)).await;
+        }
+    }
+
+    /// Evicts every decision: revocations may have been missed.
+    pub fn revoke_all(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.cache.invalidate_all();
     }
 
     /// The principal of `secret` if it holds `permission`.
@@ -134,7 +161,9 @@ impl AuthCache {
 
     /// A miss: one `Authorize` call however many requests miss the same entry at once.
     async fn fetch(&self, digest: KeyDigest, permission: Permission) -> Result<Entry, Refusal> {
-        self.cache
+        let generation = self.generation.load(Ordering::SeqCst);
+        let entry = self
+            .cache
             .try_get_with((digest, permission), async {
                 let decision = self.client.authorize(&digest, permission).await?;
                 Ok::<_, Unavailable>(self.entry(decision))
@@ -143,7 +172,13 @@ impl AuthCache {
             .map_err(|e| {
                 tracing::warn!(error = %e, "cannot authorize: failing closed");
                 Refusal::Unavailable(e)
-            })
+            })?;
+        // A revocation arrived while the call was in flight: the answer may predate it, so it
+        // serves this request (which raced the revocation) but is not kept for the next.
+        if self.generation.load(Ordering::SeqCst) != generation {
+            self.cache.invalidate(&(digest, permission)).await;
+        }
+        Ok(entry)
     }
 
     fn entry(&self, decision: Decision) -> Entry {

@@ -96,6 +96,26 @@ impl IdentityClient {
             .sum()
     }
 
+    /// Opens identity-service's revocation stream after the change numbered `after_seq` (0: from
+    /// now on).
+    pub async fn watch_revocations(
+        &self,
+        after_seq: i64,
+    ) -> Result<tonic::Streaming<pb::WatchRevocationsResponse>, tonic::Status> {
+        let mut request = tonic::Request::new(pb::WatchRevocationsRequest { after_seq });
+        if let Some(token) = &self.token {
+            request
+                .metadata_mut()
+                .insert(INTERNAL_TOKEN_HEADER, token.clone());
+        }
+        Ok(self
+            .client
+            .clone()
+            .watch_revocations(request)
+            .await?
+            .into_inner())
+    }
+
     /// Asks identity-service for a decision.
     pub async fn authorize(
         &self,

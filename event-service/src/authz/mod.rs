@@ -4,10 +4,13 @@
 //! - [`client`]: the one long-lived connection to identity-service's `Authorize`.
 //! - [`cache`]: decisions by (key digest, permission), with TTLs and single flight.
 //! - [`layer`]: the tower layer that checks each request and hands handlers a [`Principal`].
+//! - [`revocations`]: identity-service's revocation stream, which evicts a revoked key's
+//!   decisions at once.
 
 pub mod cache;
 pub mod client;
 pub mod layer;
+pub mod revocations;
 
 use std::sync::Arc;
 

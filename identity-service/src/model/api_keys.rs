@@ -37,6 +37,8 @@ pub struct ApiKey {
     pub expires_at: Option<DateTime<Utc>>,
     /// When it was last used (coarse: written at most once a minute).
     pub last_used_at: Option<DateTime<Utc>>,
+    /// The key that replaced it, if a rotation did.
+    pub replaced_by: Option<ApiKeyId>,
 }
 
 impl ApiKey {
@@ -62,6 +64,7 @@ impl ApiKey {
             created_at: now,
             expires_at,
             last_used_at: None,
+            replaced_by: None,
         };
         Ok((key, secret))
     }
@@ -113,6 +116,44 @@ impl KeyName {
     /// A name read back from storage, where it was validated on the way in.
     pub fn from_storage(s: String) -> Self {
         Self(s)
+    }
+}
+
+/// How long a rotated key keeps working when the request names no grace period: a day, for a
+/// deployment to roll the new key out.
+pub const DEFAULT_ROTATION_GRACE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+/// The longest grace a rotation gives the old key: a month, so that a rotation cannot keep an
+/// old key alive indefinitely.
+pub const MAX_ROTATION_GRACE: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
+/// What a rotation made of a key: the old key's record, now expiring at the end of the grace
+/// and naming its replacement, and the new key with its secret.
+#[derive(Debug)]
+pub struct Rotated {
+    /// The old key.
+    pub replaced: ApiKey,
+    /// The new key.
+    pub key: ApiKey,
+    /// The new key's secret: the only copy there will ever be.
+    pub secret: ApiKeySecret,
+}
+
+impl ApiKey {
+    /// The key that replaces this one: a new id and secret, the same name, owner, environment,
+    /// expiry and this key's roles (not the owner's current ones: a rotation never changes what
+    /// a key may do).
+    pub fn successor(&self, now: DateTime<Utc>) -> Result<(ApiKey, ApiKeySecret), RandomnessError> {
+        let secret = ApiKeySecret::generate(self.environment)?;
+        let key = ApiKey {
+            id: ApiKeyId::generate(),
+            digest: secret.digest(),
+            display_hint: secret.display_hint(),
+            created_at: now,
+            last_used_at: None,
+            replaced_by: None,
+            ..self.clone()
+        };
+        Ok((key, secret))
     }
 }
 

@@ -2,6 +2,7 @@
 //! keys and principals, each validated where it is built from client input.
 
 pub mod api_keys;
+pub mod audit;
 pub mod principal;
 pub mod roles;
 pub mod tenants;

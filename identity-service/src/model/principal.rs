@@ -6,6 +6,7 @@ use tollgate::keys::Environment;
 use tollgate::permissions::Permission;
 
 use crate::model::api_keys::ApiKey;
+use crate::model::audit::Actor;
 use crate::model::roles::RoleSet;
 use crate::model::users::UserType;
 
@@ -28,6 +29,8 @@ pub struct Principal {
     pub permissions: Vec<Permission>,
     /// When the key stops working.
     pub expires_at: Option<DateTime<Utc>>,
+    /// The caller's address as the server saw it, when the call came over the network.
+    pub address: Option<String>,
 }
 
 /// A valid key without a permission it needs.
@@ -51,6 +54,17 @@ impl Principal {
             roles: key.roles.clone(),
             permissions: key.permissions(),
             expires_at: key.expires_at,
+            address: None,
+        }
+    }
+
+    /// Who the audit log says made a change with this key.
+    pub fn actor(&self) -> Actor {
+        Actor::Key {
+            key_id: self.key_id.clone(),
+            user_id: self.user_id.clone(),
+            environment: self.environment,
+            address: self.address.clone(),
         }
     }
 

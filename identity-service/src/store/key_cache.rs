@@ -29,10 +29,12 @@ use tollgate::server::DatabaseHealth;
 
 use super::key_index::IssuedKeys;
 use super::{
-    ChangeSignal, DeleteUserOutcome, IdentityStore, KeyChange, KeyChangeKind, KeyRecord, StoreError,
+    ChangeSignal, DeleteUserOutcome, IdentityStore, KeyChange, KeyChangeKind, KeyLogSpan,
+    KeyRecord, RotateOutcome, StoreError,
 };
 use crate::metrics::{CacheLookups, KeyIndexMetrics};
 use crate::model::api_keys::ApiKey;
+use crate::model::audit::{Actor, AuditEvent, AuditFilter};
 use crate::model::roles::RoleSet;
 use crate::model::tenants::Tenant;
 use crate::model::users::{User, UserType};
@@ -45,10 +47,20 @@ const CHANGES_PER_READ: u32 = 1000;
 /// forged keys arrive, they share at most this many reads a second (20), and none of them is
 /// looked up by itself. A key issued on another replica a moment ago is found by the next read.
 const MIN_CATCH_UP_INTERVAL: Duration = Duration::from_millis(50);
+/// Shortest time between two reads of the log on a commit's signal: short, because a
+/// revocation travels to every event-service replica after this read; not zero, so that a
+/// burst of commits shares reads.
+const MIN_FOLLOW_INTERVAL: Duration = Duration::from_millis(2);
 /// How often the follower reads the log even without a signal, in case one was lost.
 const POLL_INTERVAL: Duration = Duration::from_secs(5);
 /// How long the follower waits before it tries again to follow a log it lost.
 const RETRY_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a revoked digest is remembered as such: a key deleted a moment ago, presented
+/// again (by every event-service replica whose cached decision the revocation just evicted),
+/// is refused at once rather than after a read of the log on behalf of unknown digests.
+const REVOKED_MEMORY: Duration = Duration::from_secs(600);
+/// Revoked digests remembered at most.
+const REVOKED_CAPACITY: u64 = 100_000;
 /// How long changes are kept in the log: far longer than any follower is behind.
 const CHANGE_RETENTION: Duration = Duration::from_secs(24 * 3600);
 /// How often the log is pruned.
@@ -62,6 +74,9 @@ pub struct CachedKeys<S> {
     /// Bumped by every delete, after it committed and before the cache is emptied.
     generation: AtomicU64,
     index: IssuedKeys,
+    /// Digests revoked lately. A digest is never issued again once its key is gone (it is the
+    /// hash of a random secret), so one found here needs no read of the log to be refused.
+    revoked: Cache<KeyDigest, ()>,
     /// When the last read of the log began: reads are spaced (see [`MIN_CATCH_UP_INTERVAL`])
     /// and shared by whoever waits.
     catch_up: tokio::sync::Mutex<Option<Instant>>,
@@ -83,6 +98,10 @@ impl<S: IdentityStore> CachedKeys<S> {
                 .build(),
             generation: AtomicU64::new(0),
             index: IssuedKeys::default(),
+            revoked: Cache::builder()
+                .max_capacity(REVOKED_CAPACITY)
+                .time_to_live(REVOKED_MEMORY)
+                .build(),
             catch_up: tokio::sync::Mutex::new(None),
             changes: tokio::sync::broadcast::channel(4096).0,
             lookups,
@@ -95,7 +114,7 @@ impl<S: IdentityStore> CachedKeys<S> {
     pub async fn start(self: &Arc<Self>) -> Result<tokio::task::JoinHandle<()>, StoreError> {
         // The log's position first: keys issued after it are applied from the log, again, which
         // only counts them twice (a stale "may exist", never a missed key).
-        let seq = self.inner.latest_key_change().await?;
+        let seq = self.inner.key_log_span().await?.latest;
         let digests = self.inner.issued_digests().await?;
         self.index.load(&digests, seq);
         self.metrics.entries.set(self.index.len() as i64);
@@ -103,9 +122,9 @@ impl<S: IdentityStore> CachedKeys<S> {
         Ok(tokio::spawn(follow(follower)))
     }
 
-    /// Every change applied from now on.
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<KeyChange> {
-        self.changes.subscribe()
+    /// The channel on which every change is sent as it is applied, in the log's order.
+    pub fn changes(&self) -> tokio::sync::broadcast::Sender<KeyChange> {
+        self.changes.clone()
     }
 
     /// Forgets every cached record: a delete on this replica has committed.
@@ -117,13 +136,13 @@ impl<S: IdentityStore> CachedKeys<S> {
     /// Reads the log from where the index stands and applies what it finds: the index learns
     /// of issued and revoked keys, the cache drops revoked ones, and subscribers hear of each.
     /// A read begun after `since` covers everyone who waited since then: such a caller returns
-    /// without a read of its own.
-    async fn catch_up(&self, since: Instant) -> Result<(), StoreError> {
+    /// without a read of its own. Reads are at least `spacing` apart.
+    async fn catch_up(&self, since: Instant, spacing: Duration) -> Result<(), StoreError> {
         let mut last = self.catch_up.lock().await;
         if last.is_some_and(|started| started >= since) {
             return Ok(());
         }
-        if let Some(wait) = last.map(|started| started + MIN_CATCH_UP_INTERVAL) {
+        if let Some(wait) = last.map(|started| started + spacing) {
             tokio::time::sleep_until(wait.into()).await;
         }
         *last = Some(Instant::now());
@@ -135,9 +154,12 @@ impl<S: IdentityStore> CachedKeys<S> {
                 .await?;
             for change in &changes {
                 self.index.apply(change);
-                if change.kind == KeyChangeKind::Revoked {
+                if change.kind != KeyChangeKind::Issued {
                     self.generation.fetch_add(1, Ordering::SeqCst);
                     self.cache.invalidate(&change.digest).await;
+                }
+                if change.kind == KeyChangeKind::Revoked {
+                    self.revoked.insert(change.digest, ()).await;
                 }
                 // Nobody listening is fine.
                 let _ = self.changes.send(*change);
@@ -171,9 +193,13 @@ impl<S: IdentityStore> CachedKeys<S> {
             return Ok(Some(hit));
         }
         if !self.index.may_exist(digest) {
+            if self.revoked.contains_key(digest) {
+                self.metrics.not_issued.inc();
+                return Ok(None);
+            }
             // Perhaps issued on another replica a moment ago: the next read of the log, shared
             // with every other unknown digest, says so.
-            self.catch_up(Instant::now()).await?;
+            self.catch_up(Instant::now(), MIN_CATCH_UP_INTERVAL).await?;
             if !self.index.may_exist(digest) {
                 self.metrics.not_issued.inc();
                 return Ok(None);
@@ -213,8 +239,9 @@ impl<S: IdentityStore> IdentityStore for CachedKeys<S> {
         tenant: &Tenant,
         user: &User,
         key: &ApiKey,
+        actor: &Actor,
     ) -> Result<(), StoreError> {
-        self.inner.create_tenant(tenant, user, key).await?;
+        self.inner.create_tenant(tenant, user, key, actor).await?;
         self.index.add(&key.digest);
         Ok(())
     }
@@ -223,8 +250,8 @@ impl<S: IdentityStore> IdentityStore for CachedKeys<S> {
         self.inner.find_tenant_by_name(name).await
     }
 
-    async fn insert_user(&self, user: &User) -> Result<(), StoreError> {
-        self.inner.insert_user(user).await
+    async fn insert_user(&self, user: &User, actor: &Actor) -> Result<(), StoreError> {
+        self.inner.insert_user(user, actor).await
     }
 
     async fn get_user(&self, tenant: &TenantId, id: &UserId) -> Result<Option<User>, StoreError> {
@@ -247,25 +274,29 @@ impl<S: IdentityStore> IdentityStore for CachedKeys<S> {
         id: &UserId,
         roles: &RoleSet,
         now: DateTime<Utc>,
+        actor: &Actor,
     ) -> Result<Option<User>, StoreError> {
         // Keys keep the roles they copied: no cached record changes.
-        self.inner.update_user_roles(tenant, id, roles, now).await
+        self.inner
+            .update_user_roles(tenant, id, roles, now, actor)
+            .await
     }
 
     async fn delete_user(
         &self,
         tenant: &TenantId,
         id: &UserId,
+        actor: &Actor,
     ) -> Result<DeleteUserOutcome, StoreError> {
-        let outcome = self.inner.delete_user(tenant, id).await?;
+        let outcome = self.inner.delete_user(tenant, id, actor).await?;
         if matches!(outcome, DeleteUserOutcome::Deleted { .. }) {
             self.revoked();
         }
         Ok(outcome)
     }
 
-    async fn insert_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
-        self.inner.insert_api_key(key).await?;
+    async fn insert_api_key(&self, key: &ApiKey, actor: &Actor) -> Result<(), StoreError> {
+        self.inner.insert_api_key(key, actor).await?;
         // Known here at once; other replicas learn of it from the log.
         self.index.add(&key.digest);
         Ok(())
@@ -292,12 +323,50 @@ impl<S: IdentityStore> IdentityStore for CachedKeys<S> {
             .await
     }
 
-    async fn delete_api_key(&self, tenant: &TenantId, id: &ApiKeyId) -> Result<bool, StoreError> {
-        let deleted = self.inner.delete_api_key(tenant, id).await?;
+    async fn delete_api_key(
+        &self,
+        tenant: &TenantId,
+        id: &ApiKeyId,
+        actor: &Actor,
+    ) -> Result<bool, StoreError> {
+        let deleted = self.inner.delete_api_key(tenant, id, actor).await?;
         if deleted {
             self.revoked();
         }
         Ok(deleted)
+    }
+
+    async fn rotate_api_key(
+        &self,
+        tenant: &TenantId,
+        id: &ApiKeyId,
+        replacement: &ApiKey,
+        expires_at: DateTime<Utc>,
+        actor: &Actor,
+    ) -> Result<RotateOutcome, StoreError> {
+        let outcome = self
+            .inner
+            .rotate_api_key(tenant, id, replacement, expires_at, actor)
+            .await?;
+        if let RotateOutcome::Rotated(old) = &outcome {
+            self.index.add(&replacement.digest);
+            // The old key's cached record has its old expiry.
+            self.generation.fetch_add(1, Ordering::SeqCst);
+            self.cache.invalidate(&old.digest).await;
+        }
+        Ok(outcome)
+    }
+
+    async fn list_audit_events(
+        &self,
+        tenant: &TenantId,
+        filter: &AuditFilter,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<(i64, AuditEvent)>, StoreError> {
+        self.inner
+            .list_audit_events(tenant, filter, before, limit)
+            .await
     }
 
     async fn find_api_key_by_digest(
@@ -311,8 +380,8 @@ impl<S: IdentityStore> IdentityStore for CachedKeys<S> {
         self.inner.key_changes_after(seq, limit).await
     }
 
-    async fn latest_key_change(&self) -> Result<i64, StoreError> {
-        self.inner.latest_key_change().await
+    async fn key_log_span(&self) -> Result<KeyLogSpan, StoreError> {
+        self.inner.key_log_span().await
     }
 
     async fn issued_digests(&self) -> Result<Vec<KeyDigest>, StoreError> {
@@ -361,7 +430,7 @@ async fn follow_once<S: IdentityStore>(
 ) -> Result<(), StoreError> {
     let mut signal = cached.inner.key_change_signal().await?;
     // Whatever was announced while nobody listened is in the log.
-    cached.catch_up(Instant::now()).await?;
+    cached.catch_up(Instant::now(), MIN_FOLLOW_INTERVAL).await?;
     cached.set_current(true);
     loop {
         if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_INTERVAL) {
@@ -378,7 +447,7 @@ async fn follow_once<S: IdentityStore>(
         if Arc::strong_count(cached) == 1 {
             return Ok(());
         }
-        cached.catch_up(Instant::now()).await?;
+        cached.catch_up(Instant::now(), MIN_FOLLOW_INTERVAL).await?;
     }
 }
 
@@ -416,14 +485,20 @@ mod tests {
 
     #[async_trait]
     impl IdentityStore for Paused {
-        async fn create_tenant(&self, t: &Tenant, u: &User, k: &ApiKey) -> Result<(), StoreError> {
-            self.inner.create_tenant(t, u, k).await
+        async fn create_tenant(
+            &self,
+            t: &Tenant,
+            u: &User,
+            k: &ApiKey,
+            a: &Actor,
+        ) -> Result<(), StoreError> {
+            self.inner.create_tenant(t, u, k, a).await
         }
         async fn find_tenant_by_name(&self, name: &str) -> Result<Option<Tenant>, StoreError> {
             self.inner.find_tenant_by_name(name).await
         }
-        async fn insert_user(&self, user: &User) -> Result<(), StoreError> {
-            self.inner.insert_user(user).await
+        async fn insert_user(&self, user: &User, a: &Actor) -> Result<(), StoreError> {
+            self.inner.insert_user(user, a).await
         }
         async fn get_user(&self, t: &TenantId, id: &UserId) -> Result<Option<User>, StoreError> {
             self.inner.get_user(t, id).await
@@ -443,18 +518,20 @@ mod tests {
             id: &UserId,
             roles: &RoleSet,
             now: DateTime<Utc>,
+            a: &Actor,
         ) -> Result<Option<User>, StoreError> {
-            self.inner.update_user_roles(t, id, roles, now).await
+            self.inner.update_user_roles(t, id, roles, now, a).await
         }
         async fn delete_user(
             &self,
             t: &TenantId,
             id: &UserId,
+            a: &Actor,
         ) -> Result<DeleteUserOutcome, StoreError> {
-            self.inner.delete_user(t, id).await
+            self.inner.delete_user(t, id, a).await
         }
-        async fn insert_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
-            self.inner.insert_api_key(key).await
+        async fn insert_api_key(&self, key: &ApiKey, a: &Actor) -> Result<(), StoreError> {
+            self.inner.insert_api_key(key, a).await
         }
         async fn get_api_key(
             &self,
@@ -475,8 +552,32 @@ mod tests {
                 .list_api_keys(t, owner, environment, after, limit)
                 .await
         }
-        async fn delete_api_key(&self, t: &TenantId, id: &ApiKeyId) -> Result<bool, StoreError> {
-            self.inner.delete_api_key(t, id).await
+        async fn delete_api_key(
+            &self,
+            t: &TenantId,
+            id: &ApiKeyId,
+            a: &Actor,
+        ) -> Result<bool, StoreError> {
+            self.inner.delete_api_key(t, id, a).await
+        }
+        async fn rotate_api_key(
+            &self,
+            t: &TenantId,
+            id: &ApiKeyId,
+            r: &ApiKey,
+            e: DateTime<Utc>,
+            a: &Actor,
+        ) -> Result<RotateOutcome, StoreError> {
+            self.inner.rotate_api_key(t, id, r, e, a).await
+        }
+        async fn list_audit_events(
+            &self,
+            t: &TenantId,
+            f: &AuditFilter,
+            b: Option<i64>,
+            l: u32,
+        ) -> Result<Vec<(i64, AuditEvent)>, StoreError> {
+            self.inner.list_audit_events(t, f, b, l).await
         }
         async fn find_api_key_by_digest(
             &self,
@@ -504,8 +605,8 @@ mod tests {
         ) -> Result<Vec<KeyChange>, StoreError> {
             self.inner.key_changes_after(seq, limit).await
         }
-        async fn latest_key_change(&self) -> Result<i64, StoreError> {
-            self.inner.latest_key_change().await
+        async fn key_log_span(&self) -> Result<KeyLogSpan, StoreError> {
+            self.inner.key_log_span().await
         }
         async fn issued_digests(&self) -> Result<Vec<KeyDigest>, StoreError> {
             self.inner.issued_digests().await
@@ -548,7 +649,10 @@ mod tests {
             read: Notify::new(),
             go: Notify::new(),
         };
-        paused.create_tenant(&tenant, &user, &key).await.unwrap();
+        paused
+            .create_tenant(&tenant, &user, &key, &Actor::Command("test"))
+            .await
+            .unwrap();
         let metrics = crate::metrics::IdentityMetrics::unregistered().unwrap();
         let cache = Arc::new(CachedKeys::new(
             paused,
@@ -564,7 +668,12 @@ mod tests {
         };
         cache.inner.read.notified().await;
         // ...while the key is deleted (which empties the cache)...
-        assert!(cache.delete_api_key(&tenant.id, &key.id).await.unwrap());
+        assert!(
+            cache
+                .delete_api_key(&tenant.id, &key.id, &Actor::Command("test"))
+                .await
+                .unwrap()
+        );
         // ...and then goes on: it answers with what it read, but must not cache it.
         cache.inner.paused.store(false, Ordering::SeqCst);
         cache.inner.go.notify_one();

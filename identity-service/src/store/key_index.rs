@@ -74,6 +74,7 @@ impl IssuedKeys {
                     }
                 }
             }
+            KeyChangeKind::Changed => {}
         }
         self.seq.store(change.seq, Ordering::SeqCst);
     }

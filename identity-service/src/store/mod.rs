@@ -17,6 +17,7 @@ use tollgate::server::DatabaseHealth;
 use tollgate::time::to_micros;
 
 use crate::model::api_keys::ApiKey;
+use crate::model::audit::{Actor, AuditEvent, AuditFilter};
 use crate::model::roles::RoleSet;
 use crate::model::tenants::Tenant;
 use crate::model::users::{User, UserType};
@@ -108,6 +109,24 @@ pub struct KeyChange {
     pub kind: KeyChangeKind,
 }
 
+/// What the change log holds: changes numbered `oldest..=latest` (both 0 when it is empty).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KeyLogSpan {
+    /// The oldest change kept (older ones were pruned).
+    pub oldest: i64,
+    /// The latest change.
+    pub latest: i64,
+}
+
+impl KeyLogSpan {
+    /// Whether a follower that has seen every change up to `seq` can read all that came after
+    /// it from the log: nothing it has not seen was pruned, and the log is the one it followed
+    /// (a number beyond the latest means another database).
+    pub fn continues(&self, seq: i64) -> bool {
+        seq <= self.latest && (self.oldest <= seq + 1 || seq == self.latest)
+    }
+}
+
 /// Whether a key came into existence or stopped working.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyChangeKind {
@@ -115,6 +134,8 @@ pub enum KeyChangeKind {
     Issued,
     /// Deleted, with its account or alone.
     Revoked,
+    /// Still there, but changed: a rotation brought its expiry forward. Caches drop it.
+    Changed,
 }
 
 impl KeyChangeKind {
@@ -123,6 +144,7 @@ impl KeyChangeKind {
         match self {
             KeyChangeKind::Issued => "issued",
             KeyChangeKind::Revoked => "revoked",
+            KeyChangeKind::Changed => "changed",
         }
     }
 }
@@ -134,6 +156,17 @@ pub trait ChangeSignal: Send {
     /// Resolves once there may be new changes to read; an error when the signal was lost (the
     /// follower then reads the log and asks for a new signal).
     async fn changed(&mut self) -> Result<(), StoreError>;
+}
+
+/// What a rotation came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RotateOutcome {
+    /// Rotated: the old key as it is now.
+    Rotated(Box<ApiKey>),
+    /// No such key in the tenant.
+    NotFound,
+    /// Rotated already, by this key.
+    AlreadyRotated(ApiKeyId),
 }
 
 /// What deleting a user came to.
@@ -154,17 +187,19 @@ pub enum DeleteUserOutcome {
 /// lookup, which is how a tenant is found in the first place.
 #[async_trait]
 pub trait IdentityStore: DatabaseHealth {
-    /// Stores a tenant, its first user and that user's key, all or nothing.
+    /// Stores a tenant, its first user and that user's key, all or nothing, with their audit
+    /// records (every change below writes its records in its own transaction, by `actor`).
     async fn create_tenant(
         &self,
         tenant: &Tenant,
         user: &User,
         key: &ApiKey,
+        actor: &Actor,
     ) -> Result<(), StoreError>;
     /// The oldest tenant with this name, if any.
     async fn find_tenant_by_name(&self, name: &str) -> Result<Option<Tenant>, StoreError>;
     /// Stores a new user.
-    async fn insert_user(&self, user: &User) -> Result<(), StoreError>;
+    async fn insert_user(&self, user: &User, actor: &Actor) -> Result<(), StoreError>;
     /// One user of a tenant.
     async fn get_user(&self, tenant: &TenantId, id: &UserId) -> Result<Option<User>, StoreError>;
     /// Up to `limit` users of a tenant in id (creation) order, after `after`.
@@ -182,15 +217,17 @@ pub trait IdentityStore: DatabaseHealth {
         id: &UserId,
         roles: &RoleSet,
         now: DateTime<Utc>,
+        actor: &Actor,
     ) -> Result<Option<User>, StoreError>;
     /// Deletes a user and its keys in one transaction, unless it is the last user account.
     async fn delete_user(
         &self,
         tenant: &TenantId,
         id: &UserId,
+        actor: &Actor,
     ) -> Result<DeleteUserOutcome, StoreError>;
     /// Stores a new key.
-    async fn insert_api_key(&self, key: &ApiKey) -> Result<(), StoreError>;
+    async fn insert_api_key(&self, key: &ApiKey, actor: &Actor) -> Result<(), StoreError>;
     /// One key of a tenant.
     async fn get_api_key(
         &self,
@@ -208,7 +245,31 @@ pub trait IdentityStore: DatabaseHealth {
         limit: u32,
     ) -> Result<Vec<ApiKey>, StoreError>;
     /// Deletes a key; whether it existed.
-    async fn delete_api_key(&self, tenant: &TenantId, id: &ApiKeyId) -> Result<bool, StoreError>;
+    async fn delete_api_key(
+        &self,
+        tenant: &TenantId,
+        id: &ApiKeyId,
+        actor: &Actor,
+    ) -> Result<bool, StoreError>;
+    /// Replaces the key `id` by `replacement` in one transaction: stores the new key, and gives
+    /// the old one `expires_at` and names its replacement, unless it was rotated already.
+    async fn rotate_api_key(
+        &self,
+        tenant: &TenantId,
+        id: &ApiKeyId,
+        replacement: &ApiKey,
+        expires_at: DateTime<Utc>,
+        actor: &Actor,
+    ) -> Result<RotateOutcome, StoreError>;
+    /// Up to `limit` audit records of a tenant matching `filter`, newest first, before the
+    /// record numbered `before` (with their numbers, for paging).
+    async fn list_audit_events(
+        &self,
+        tenant: &TenantId,
+        filter: &AuditFilter,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<(i64, AuditEvent)>, StoreError>;
     /// The key with this digest, in any tenant.
     async fn find_api_key_by_digest(
         &self,
@@ -216,8 +277,9 @@ pub trait IdentityStore: DatabaseHealth {
     ) -> Result<Option<Arc<KeyRecord>>, StoreError>;
     /// Changes to which keys exist after `seq`, oldest first, at most `limit`.
     async fn key_changes_after(&self, seq: i64, limit: u32) -> Result<Vec<KeyChange>, StoreError>;
-    /// The number of the latest change (0 when there is none).
-    async fn latest_key_change(&self) -> Result<i64, StoreError>;
+    /// The numbers of the oldest and the latest change the log holds (0 for none). Pruning
+    /// always keeps the latest, so the latest never goes back.
+    async fn key_log_span(&self) -> Result<KeyLogSpan, StoreError>;
     /// The digest of every key that exists.
     async fn issued_digests(&self) -> Result<Vec<KeyDigest>, StoreError>;
     /// A signal of committed changes, for a follower of the change log.

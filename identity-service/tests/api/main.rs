@@ -6,6 +6,7 @@
 mod accounts;
 mod authorization;
 mod keys;
+mod lifecycle;
 mod serving;
 
 pub(crate) use identity_service::testing::TestIdentity;

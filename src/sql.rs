@@ -62,6 +62,12 @@ impl From<f64> for Arg<'_> {
     }
 }
 
+impl From<Option<f64>> for Arg<'_> {
+    fn from(v: Option<f64>) -> Self {
+        Arg::Float(v)
+    }
+}
+
 impl<'a> From<&'a str> for Arg<'a> {
     fn from(v: &'a str) -> Self {
         Arg::Text(Some(Cow::Borrowed(v)))
@@ -130,6 +136,7 @@ impl<'a> Query<'a> {
     }
 
     fn sqlite(self) -> Result<(Cow<'a, str>, SqliteArguments<'a>), sqlx::Error> {
+        let n = self.args.len();
         let mut out = SqliteArguments::default();
         for arg in self.args {
             match arg {
@@ -143,7 +150,11 @@ impl<'a> Query<'a> {
             }
             .map_err(sqlx::Error::Encode)?;
         }
-        Ok((self.sql, out))
+        let sql = match anonymous_placeholders(&self.sql, n) {
+            Some(sql) => Cow::Owned(sql),
+            None => self.sql,
+        };
+        Ok((sql, out))
     }
 
     fn postgres(self) -> Result<(Cow<'a, str>, PgArguments), sqlx::Error> {
@@ -161,6 +172,66 @@ impl<'a> Query<'a> {
         }
         Ok((self.sql, out))
     }
+}
+
+/// `items` in statements of at most `max` rows, in few distinct sizes: whole chunks of `max`,
+/// then the rest in powers of two. A many-row statement's text depends on its row count, and
+/// each connection keeps every distinct text it ran prepared (a large upsert's program is
+/// hundreds of KiB), so a size per remainder would fill memory with statements used once.
+pub fn statement_chunks<T>(items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
+    let max = max.max(1);
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let size = if rest.len() >= max {
+            max
+        } else {
+            // The largest power of two not above what is left.
+            1 << (usize::BITS - 1 - rest.len().leading_zeros())
+        };
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
+/// `sql` with its placeholders written as anonymous `?`, when they are `$1` to `$n`, each once
+/// and in order (as [`Query::push_bind`] writes them); otherwise `None`. Binding a numbered
+/// placeholder makes sqlx ask SQLite for its name, which SQLite finds by a linear scan of the
+/// statement's names: a statement of thousands of placeholders (a many-row upsert) then spends
+/// most of its time binding. Anonymous placeholders have no name to find.
+fn anonymous_placeholders(sql: &str, n: usize) -> Option<String> {
+    let mut out = String::with_capacity(sql.len());
+    let mut expected = 1usize;
+    let mut quote: Option<char> = None;
+    let mut chars = sql.char_indices().peekable();
+    while let Some((_, c)) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '$') if chars.peek().is_some_and(|(_, d)| d.is_ascii_digit()) => {
+                let mut number = 0usize;
+                while let Some((_, d)) = chars.peek().copied().filter(|(_, d)| d.is_ascii_digit()) {
+                    number = number
+                        .checked_mul(10)?
+                        .checked_add(d as usize - '0' as usize)?;
+                    chars.next();
+                }
+                if number != expected {
+                    return None;
+                }
+                expected += 1;
+                out.push('?');
+                continue;
+            }
+            (None, _) => {}
+        }
+        out.push(c);
+    }
+    (expected - 1 == n).then_some(out)
 }
 
 /// A row type both backends can return: anything that derives `sqlx::FromRow` with columns both
@@ -354,6 +425,15 @@ async fn postgres_execute<'e>(
     Ok(done.rows_affected())
 }
 
+/// Every row a query returns, on a PostgreSQL connection the caller holds (a transaction's,
+/// for statements the portable [`Tx`] does not cover, such as `COPY` beside them).
+pub async fn fetch_all_on<R: Row>(
+    connection: &mut sqlx::PgConnection,
+    q: Query<'_>,
+) -> Result<Vec<R>, sqlx::Error> {
+    postgres_fetch(connection, q).await
+}
+
 async fn postgres_fetch<'e, R: Row>(
     executor: impl sqlx::Executor<'e, Database = Postgres>,
     q: Query<'_>,
@@ -373,6 +453,32 @@ mod tests {
         assert_eq!(q.sql(), "SELECT * FROM t WHERE a = $1 AND b = $2");
         let q = Query::new("SELECT $1, $2").bind(Some(3)).bind(None::<&str>);
         assert_eq!(q.args, [Arg::Int(Some(3)), Arg::Text(None)]);
+    }
+
+    #[test]
+    fn statements_come_in_few_sizes() {
+        let items: Vec<u32> = (0..1234).collect();
+        let sizes: Vec<usize> = statement_chunks(&items, 500).map(<[u32]>::len).collect();
+        assert_eq!(sizes, [500, 500, 128, 64, 32, 8, 2]);
+        let again: Vec<u32> = statement_chunks(&items, 500).flatten().copied().collect();
+        assert_eq!(again, items);
+        assert_eq!(statement_chunks(&items[..0], 500).count(), 0);
+    }
+
+    #[test]
+    fn placeholders_in_order_become_anonymous_for_sqlite() {
+        assert_eq!(
+            anonymous_placeholders("SELECT '$1', \"$2\", $1 FROM t WHERE a = $2", 2).as_deref(),
+            Some("SELECT '$1', \"$2\", ? FROM t WHERE a = ?")
+        );
+        // Reused, out of order, or not matching the arguments: left numbered.
+        assert_eq!(anonymous_placeholders("SELECT $1, $1", 1), None);
+        assert_eq!(anonymous_placeholders("SELECT $2, $1", 2), None);
+        assert_eq!(anonymous_placeholders("SELECT $1", 2), None);
+        assert_eq!(
+            anonymous_placeholders("SELECT json_extract(p, '$.a') WHERE x = $1", 1).as_deref(),
+            Some("SELECT json_extract(p, '$.a') WHERE x = ?")
+        );
     }
 
     #[tokio::test]

@@ -14,6 +14,7 @@ const PROTO_FILES: &[&str] = &[
     "tollgate/identity/v1/authorization.proto",
     "tollgate/identity/v1/audit.proto",
     "tollgate/events/v1/events.proto",
+    "tollgate/events/v1/meters.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -15,15 +15,18 @@ pub enum Permission {
     UsersManage,
     /// Create, read and delete API keys (`api_keys:manage`). Only a person's account has it.
     ApiKeysManage,
+    /// Create, read and delete meters (`meters:manage`). Only a person's account has it.
+    MetersManage,
 }
 
 impl Permission {
     /// Every permission: what a person's account holds.
-    pub const ALL: [Permission; 4] = [
+    pub const ALL: [Permission; 5] = [
         Permission::EventWrite,
         Permission::EventRead,
         Permission::UsersManage,
         Permission::ApiKeysManage,
+        Permission::MetersManage,
     ];
 
     /// The wire name, e.g. `event:write`.
@@ -33,7 +36,14 @@ impl Permission {
             Permission::EventRead => "event:read",
             Permission::UsersManage => "users:manage",
             Permission::ApiKeysManage => "api_keys:manage",
+            Permission::MetersManage => "meters:manage",
         }
+    }
+
+    /// Whether a role grants it (a service account may hold it); the others only a person's
+    /// account has.
+    pub fn granted_by_roles(self) -> bool {
+        matches!(self, Permission::EventWrite | Permission::EventRead)
     }
 
     /// Reads a wire name.

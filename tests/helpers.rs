@@ -291,6 +291,11 @@ impl Stack {
         ev::event_service_client::EventServiceClient::new(self.events_channel.clone())
     }
 
+    /// event-service's meter client.
+    pub fn meters(&self) -> ev::meter_service_client::MeterServiceClient<Channel> {
+        ev::meter_service_client::MeterServiceClient::new(self.events_channel.clone())
+    }
+
     /// Sends one event with `key`.
     pub async fn ingest(
         &self,

@@ -5,6 +5,7 @@
 mod accounts;
 mod audit;
 mod events;
+mod meters;
 mod output;
 mod remote;
 mod up;
@@ -46,6 +47,9 @@ enum Command {
     /// Usage events: ingest from JSON, list, usage figures.
     #[command(subcommand)]
     Events(events::EventsCommand),
+    /// Meters: define what you bill by, and read its exact usage.
+    #[command(subcommand)]
+    Meters(meters::MetersCommand),
 }
 
 #[tokio::main]
@@ -72,6 +76,7 @@ async fn main() -> ExitCode {
         Command::Keys(command) => accounts::keys(command).await,
         Command::Audit(command) => audit::audit(command).await,
         Command::Events(command) => events::events(command).await,
+        Command::Meters(command) => meters::meters(command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -174,6 +174,46 @@ fn up_then_manage_accounts_keys_and_events() {
         stderr.contains("PermissionDenied") && stderr.contains("event:read"),
         "{stderr}"
     );
+    // A meter over what was sent, its exact usage.
+    let meter = stack.run(
+        &admin,
+        &[
+            "meters",
+            "create",
+            "tokens",
+            "--event-name",
+            "api_call",
+            "--aggregation",
+            "sum",
+            "--property",
+            "tokens",
+        ],
+    );
+    assert_eq!(meter[0]["key"], "tokens", "{meter}");
+    // Events were stored before it: it counts them in the background first.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while stack.run(&admin, &["meters", "list"])[0]["ready"] != true {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the meter's backfill never finished"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let usage = stack.run(
+        &admin,
+        &[
+            "meters",
+            "usage",
+            "tokens",
+            "--from",
+            "2000-01-01T00:00:00Z",
+        ],
+    );
+    assert_eq!(usage["exact_total"], "3", "{usage}");
+    let listed = stack.run(&admin, &["meters", "list"]);
+    assert_eq!(listed[0]["key"], "tokens");
+    stack.run(&admin, &["meters", "delete", "tokens"]);
+
     // Rotation: a new key with the same roles, the old one kept for the grace, and the
     // audit log says who did it.
     let key_id = key["id"].as_str().unwrap().to_owned();

@@ -16,6 +16,8 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite:data/events.db";
 pub const DEFAULT_IDENTITY_URL: &str = "http://127.0.0.1:50051";
 /// The published bound on how long a deleted key keeps working: short enough that revocation
 /// is felt within seconds, long enough that a busy key costs one `Authorize` call per 10 s.
+/// Default `--max-meter-scan-events`: about a second of reading on one core.
+pub const DEFAULT_MAX_METER_SCAN_EVENTS: usize = 1_000_000;
 pub const DEFAULT_AUTH_CACHE_TTL: &str = "10s";
 /// Denials are cached briefly: a key that was just given a role (or a typo being retried)
 /// should not wait the full TTL, but a flood of bad keys must not reach identity-service.
@@ -106,9 +108,13 @@ pub struct Settings {
     /// Bytes of event data one ListEvents page holds at most (it ends early and continues).
     #[arg(long, env = "EVENT_MAX_PAGE_BYTES", default_value = DEFAULT_MAX_PAGE_BYTES, value_parser = tollgate::limits::parse_size)]
     pub max_page_bytes: usize,
-    /// Rows (windows × customers) one GetUsage report may have.
+    /// Rows (windows × customers) one GetUsage or GetMeterUsage report may have.
     #[arg(long, env = "EVENT_MAX_USAGE_BUCKETS", default_value_t = DEFAULT_MAX_USAGE_BUCKETS)]
     pub max_usage_buckets: usize,
+    /// Events one GetMeterUsage may read where the meter's rollups do not cover the request
+    /// (finer windows per customer, ranges off their boundaries).
+    #[arg(long, env = "EVENT_MAX_METER_SCAN_EVENTS", default_value_t = DEFAULT_MAX_METER_SCAN_EVENTS)]
+    pub max_meter_scan_events: usize,
     /// Bounds on requests (message size, streams, timeouts).
     #[command(flatten)]
     pub limits: tollgate::limits::ServerLimits,
@@ -139,6 +145,7 @@ impl Settings {
             shutdown_grace: duration(DEFAULT_SHUTDOWN_GRACE),
             max_page_bytes: tollgate::limits::parse_size(DEFAULT_MAX_PAGE_BYTES).unwrap_or(3 << 20),
             max_usage_buckets: DEFAULT_MAX_USAGE_BUCKETS,
+            max_meter_scan_events: DEFAULT_MAX_METER_SCAN_EVENTS,
             limits: tollgate::limits::ServerLimits::default(),
         }
     }
@@ -170,6 +177,9 @@ impl Settings {
         }
         if self.max_usage_buckets == 0 {
             return Err("--max-usage-buckets must be at least 1".to_owned());
+        }
+        if self.max_meter_scan_events == 0 {
+            return Err("--max-meter-scan-events must be at least 1".to_owned());
         }
         if self.identity_timeout.is_zero() {
             return Err("--identity-timeout must be more than 0".to_owned());

@@ -14,6 +14,15 @@ pub enum EventError {
     /// No such event in the caller's tenant and environment.
     #[error("event {0} not found")]
     NotFound(String),
+    /// No such meter in the caller's tenant and environment.
+    #[error("meter {0} not found")]
+    MeterNotFound(String),
+    /// A meter with this key exists already.
+    #[error("meter {0} exists already in this tenant and environment")]
+    MeterExists(String),
+    /// The request is valid but the state does not allow an answer yet (a meter's backfill).
+    #[error("{0}")]
+    FailedPrecondition(String),
     /// A fault of ours. The client gets a generic message; the cause is logged.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -39,7 +48,11 @@ impl From<EventError> for Status {
     fn from(e: EventError) -> Self {
         match e {
             EventError::InvalidArgument(invalid) => invalid.into(),
-            EventError::NotFound(_) => Status::not_found(e.to_string()),
+            EventError::NotFound(_) | EventError::MeterNotFound(_) => {
+                Status::not_found(e.to_string())
+            }
+            EventError::MeterExists(_) => Status::already_exists(e.to_string()),
+            EventError::FailedPrecondition(m) => Status::failed_precondition(m),
             EventError::ShuttingDown => Status::unavailable(e.to_string()),
             EventError::Internal(cause) => {
                 tracing::error!(error = %tollgate::telemetry::error_chain(cause.as_ref()), "internal error");

@@ -4,7 +4,8 @@
 //!
 //! Imports run one way: the gRPC adapter ([`grpc`]) converts wire types into the domain types of
 //! [`model`] and calls [`events::Events`], which validates and hands writes to the group-commit
-//! [`writer`] and reads to the [`store`].
+//! [`writer`] and reads to the [`store`], and [`meters::Meters`], whose figures the store keeps
+//! as it writes events.
 #![forbid(unsafe_code)]
 
 pub mod authz;
@@ -12,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod grpc;
+pub mod meters;
 pub mod metrics;
 pub mod model;
 pub mod startup;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tollgate::metrics::{Metrics, MetricsServer};
 use tollgate::proto::events::v1::event_service_server::EventServiceServer;
+use tollgate::proto::events::v1::meter_service_server::MeterServiceServer;
 use tollgate::server::{Listeners, ServeError, Serving};
 
 use crate::authz::cache::AuthCache;
@@ -17,13 +18,18 @@ use crate::authz::revocations::{self, RevocationMetrics};
 use crate::config::Settings;
 use crate::events::{EventLimits, Events};
 use crate::grpc::EventApi;
+use crate::grpc::meters::MeterApi;
+use crate::meters::{MeterLimits, Meters};
 use crate::metrics::EventMetrics;
 use crate::store::sql::SqlStore;
 use crate::store::{EventStore, StoreError};
 use crate::writer::{Failure, Ingestor};
 
 /// The gRPC services event-service serves, for health reporting.
-pub const SERVICE_NAMES: &[&str] = &["tollgate.events.v1.EventService"];
+pub const SERVICE_NAMES: &[&str] = &[
+    "tollgate.events.v1.EventService",
+    "tollgate.events.v1.MeterService",
+];
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +67,7 @@ pub struct Application {
     listeners: Listeners,
     store: Arc<dyn EventStore>,
     events: Events,
+    meters: Meters,
     writer: JoinHandle<()>,
     failure: Failure,
     auth: Arc<AuthCache>,
@@ -109,7 +116,7 @@ impl Application {
             settings.auth_cache_capacity,
             event_metrics.clone(),
         ));
-        let store: Arc<dyn EventStore> = Arc::new(
+        let sql = Arc::new(
             SqlStore::connect_with(
                 &settings.database_url,
                 Some(settings.limits.statement_timeout),
@@ -120,6 +127,7 @@ impl Application {
                 source,
             })?,
         );
+        let store: Arc<dyn EventStore> = sql.clone();
         let listeners = Listeners::bind(settings.listen_addr, settings.metrics_addr).await?;
         let (ingestor, writer) = Ingestor::start(store.clone(), event_metrics);
         let failure = ingestor.failure().clone();
@@ -132,10 +140,18 @@ impl Application {
                 max_usage_buckets: settings.max_usage_buckets,
             },
         );
+        let meters = Meters::new(
+            sql,
+            MeterLimits {
+                max_rows: settings.max_usage_buckets,
+                max_events: settings.max_meter_scan_events,
+            },
+        );
         Ok(Self {
             listeners,
             store,
             events,
+            meters,
             writer,
             failure,
             auth,
@@ -179,6 +195,9 @@ impl Application {
         };
         let settings = self.settings;
         let (tls, events, auth) = (self.server_tls, self.events, self.auth.clone());
+        // Meters created before are backfilled while the service serves.
+        let backfill = tokio::spawn(self.meters.clone().run_backfill());
+        let meters = self.meters;
         // Revocations are followed while the service serves.
         let follower = tokio::spawn(revocations::follow(
             self.auth.clone(),
@@ -222,11 +241,16 @@ impl Application {
                         EventServiceServer::new(EventApi::new(events))
                             .max_decoding_message_size(settings.limits.max_message_size),
                     )
+                    .add_service(
+                        MeterServiceServer::new(MeterApi::new(meters))
+                            .max_decoding_message_size(settings.limits.max_message_size),
+                    )
                     .serve_with_incoming_shutdown(served.incoming, served.shutdown)
                     .await
             })
             .await;
         follower.abort();
+        backfill.abort();
         // The router (and with it every ingest handle) is gone; the writer ends once the queue
         // is empty.
         if let Err(e) = self.writer.await {

@@ -8,6 +8,7 @@ mod access;
 mod events;
 mod fail_closed;
 mod hostile;
+mod meters;
 mod revocation;
 
 use std::time::{Duration, Instant};

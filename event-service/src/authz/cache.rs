@@ -57,13 +57,20 @@ pub enum Refusal {
     #[error("expired API key")]
     ExpiredKey,
     /// The key lacks the permission.
-    #[error(
-        "this API key lacks the permission {0}; give the service account a role that grants it and create a new key"
-    )]
+    #[error("this API key lacks the permission {0}; {hint}", hint = missing_hint(*.0))]
     Missing(Permission),
     /// No decision could be had.
     #[error("authorization is unavailable: identity-service cannot be reached")]
     Unavailable(#[source] Arc<Unavailable>),
+}
+
+/// What to do about a missing permission.
+fn missing_hint(permission: Permission) -> &'static str {
+    if permission.granted_by_roles() {
+        "give the service account a role that grants it and create a new key"
+    } else {
+        "only a person's key has it"
+    }
 }
 
 /// The decision cache in front of identity-service.

@@ -1,9 +1,10 @@
-//! The tower layer that authorizes every EventService request before it reaches a handler.
+//! The tower layer that authorizes every EventService and MeterService request before it
+//! reaches a handler.
 //!
 //! It is a layer rather than a tonic interceptor because deciding needs an async call to
 //! identity-service on a cache miss, and interceptors are synchronous. It sits on the whole
 //! server, outside routing: requests to health and reflection pass through untouched, requests
-//! to EventService need a key holding the RPC's permission, and an authorized request reaches
+//! to EventService and MeterService need a key holding the RPC's permission, and an authorized request reaches
 //! its handler with the [`Principal`](super::Principal) in its extensions.
 
 use std::future::Future;
@@ -19,8 +20,16 @@ use tower::{Layer, Service};
 
 use super::cache::{AuthCache, Refusal};
 
-/// The permission each EventService RPC needs; `None` for paths that are not EventService's.
+/// The permission each EventService and MeterService RPC needs; `None` for paths that are
+/// neither's (health, reflection).
 pub fn permission_for(path: &str) -> Option<Permission> {
+    if let Some(method) = path.strip_prefix("/tollgate.events.v1.MeterService/") {
+        return Some(match method {
+            "GetMeterUsage" => Permission::EventRead,
+            // Unknown methods too, and then get UNIMPLEMENTED from the router.
+            _ => Permission::MetersManage,
+        });
+    }
     let method = path.strip_prefix("/tollgate.events.v1.EventService/")?;
     Some(match method {
         "IngestEvent" | "IngestEvents" => Permission::EventWrite,
@@ -124,6 +133,17 @@ mod tests {
         assert_eq!(p("IngestEvents"), Some(Permission::EventWrite));
         for read in ["GetEvent", "ListEvents", "GetUsage"] {
             assert_eq!(p(read), Some(Permission::EventRead));
+        }
+        let m = |m: &str| permission_for(&format!("/tollgate.events.v1.MeterService/{m}"));
+        assert_eq!(m("GetMeterUsage"), Some(Permission::EventRead));
+        for manage in [
+            "CreateMeter",
+            "GetMeter",
+            "ListMeters",
+            "DeleteMeter",
+            "Unknown",
+        ] {
+            assert_eq!(m(manage), Some(Permission::MetersManage));
         }
         assert_eq!(permission_for("/grpc.health.v1.Health/Check"), None);
         assert_eq!(

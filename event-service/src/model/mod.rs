@@ -2,6 +2,7 @@
 //! sends, what is stored, and the rules between the two. Validation refuses bad input with an
 //! [`Invalid`] naming the field.
 
+pub mod meters;
 pub mod properties;
 pub mod query;
 pub mod usage;

@@ -2,6 +2,7 @@
 //! and PostgreSQL ([`sql`]), with what only one backend does in [`sqlite`] and [`postgres`].
 //! This file holds only what they share, so that each imports it and it imports none of them.
 
+pub mod meters;
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;
@@ -9,6 +10,7 @@ pub mod sqlite;
 use async_trait::async_trait;
 use tollgate::server::DatabaseHealth;
 
+use crate::model::meters::{Meter, MeterDefinition, MeterKey, MeterQuery, MeterReport};
 use crate::model::query::{Cursor, ListFilter};
 use crate::model::usage::{UsageQuery, UsageReport};
 use crate::model::{Event, NewEvent, Scope};
@@ -22,6 +24,9 @@ pub enum StoreError {
     /// Migrations failed at startup.
     #[error("cannot migrate the database")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored row this build cannot read.
+    #[error("unreadable row: {0}")]
+    Corrupt(String),
     /// The SQLite file or its folder cannot be created, or its log cannot be synced.
     #[error("cannot write the database file")]
     Io(#[from] std::io::Error),
@@ -68,6 +73,44 @@ pub trait EventStore: DatabaseHealth {
         query: &UsageQuery,
         max_rows: usize,
     ) -> Result<Option<UsageReport>, StoreError>;
+}
+
+/// Meters: definitions, their exact figures, and the backfill. Apart from [`EventStore`]
+/// because only the meter operations use it; the writer keeps the figures inside
+/// [`EventStore::insert`].
+#[async_trait]
+pub trait MeterStore: Send + Sync + std::fmt::Debug {
+    /// Creates a meter; its rollups count every event stored after this returns, and the
+    /// backfill counts those stored before.
+    async fn create_meter(
+        &self,
+        scope: &Scope,
+        definition: &MeterDefinition,
+    ) -> Result<meters::CreateOutcome, StoreError>;
+    /// One meter.
+    async fn get_meter(&self, scope: &Scope, key: &MeterKey) -> Result<Option<Meter>, StoreError>;
+    /// Up to `limit` meters in key order, after `after`.
+    async fn list_meters(
+        &self,
+        scope: &Scope,
+        after: Option<&MeterKey>,
+        limit: u32,
+    ) -> Result<Vec<Meter>, StoreError>;
+    /// Deletes a meter and its rollups; whether it existed.
+    async fn delete_meter(&self, scope: &Scope, key: &MeterKey) -> Result<bool, StoreError>;
+    /// A meter's usage report (see [`meters::usage`]).
+    async fn meter_usage(
+        &self,
+        scope: &Scope,
+        meter: &Meter,
+        query: &MeterQuery,
+        max_rows: usize,
+        max_events: usize,
+    ) -> Result<Result<MeterReport, meters::Refused>, StoreError>;
+    /// The meters whose backfill is not done.
+    async fn meters_backfilling(&self) -> Result<Vec<i64>, StoreError>;
+    /// Counts the next chunk of a meter's earlier events; whether its backfill is done.
+    async fn backfill_meter(&self, id: i64) -> Result<bool, StoreError>;
 }
 
 /// One event to insert, with the id of its scope.

@@ -3,8 +3,7 @@
 
 use std::sync::LazyLock;
 
-use sqlx::PgPool;
-use sqlx::postgres::PgPoolCopyExt;
+use sqlx::{PgConnection, PgPool};
 use tollgate::sql::{Arg, Query};
 
 use super::{INSERT_COLUMNS, Row, StoreError};
@@ -32,29 +31,29 @@ pub async fn open(
 static COPY_IN: LazyLock<String> =
     LazyLock::new(|| format!("COPY events ({INSERT_COLUMNS}) FROM STDIN (FORMAT binary)"));
 
-/// Inserts every row with one `COPY`, all or nothing; fails with a unique violation, having
-/// written nothing, if an id is stored already or repeats. `COPY` writes the table's heap
-/// several rows at a time and reads the binary values as they are, where an `INSERT` takes
-/// them apart row by row (the comparison is in docs/benchmarks.md).
+/// Inserts every row with one `COPY` inside the caller's transaction; fails with a unique
+/// violation if an id is stored already or repeats (the transaction is then aborted: nothing
+/// is written). `COPY` writes the table's heap several rows at a time and reads the binary
+/// values as they are, where an `INSERT` takes them apart row by row (the comparison is in
+/// docs/benchmarks.md).
 pub async fn insert_new(
-    pool: &PgPool,
+    tx: &mut PgConnection,
     rows: &[Row<'_>],
     ingested_at: i64,
 ) -> Result<(), sqlx::Error> {
     let data = copy_data(rows, ingested_at)?;
-    // A COPY outside a transaction is one of its own: a failure leaves nothing written.
-    let mut copy = pool.copy_in_raw(&COPY_IN).await?;
+    let mut copy = tx.copy_in_raw(&COPY_IN).await?;
     copy.send(data).await?;
     copy.finish().await?;
     Ok(())
 }
 
-/// Inserts the rows whose ids are not stored yet and returns the key (scope id, event id) of
-/// each row inserted: one `INSERT … SELECT FROM UNNEST` of a column array per field, 8 binds
-/// whatever the row count, so the server plans one small statement, which is a transaction of
-/// its own. Used where `ON CONFLICT` must sort out stored ids, which `COPY` cannot.
+/// Inserts the rows whose ids are not stored yet, inside the caller's transaction, and returns
+/// the key (scope id, event id) of each row inserted: one `INSERT … SELECT FROM UNNEST` of a
+/// column array per field, 8 binds whatever the row count, so the server plans one small
+/// statement. Used where `ON CONFLICT` must sort out stored ids, which `COPY` cannot.
 pub async fn insert_returning<'a>(
-    pool: &PgPool,
+    tx: &mut PgConnection,
     rows: &'a [Row<'a>],
     ingested_at: i64,
 ) -> Result<Vec<(i64, String)>, sqlx::Error> {
@@ -86,7 +85,7 @@ pub async fn insert_returning<'a>(
             ") AS u (scope_id, event_id, event_name, external_customer_id, ts, properties, source)",
         )
         .push(super::ON_CONFLICT_RETURNING);
-    tollgate::sql::Db::Postgres(pool.clone()).fetch_all(q).await
+    tollgate::sql::fetch_all_on(tx, q).await
 }
 
 /// The rows as `COPY … (FORMAT binary)` data: a header, then per row the field count and each

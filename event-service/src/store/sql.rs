@@ -11,9 +11,11 @@ use async_trait::async_trait;
 use sqlx::{PgPool, SqlitePool};
 use tollgate::database::DatabaseUrl;
 use tollgate::server::DatabaseHealth;
-use tollgate::sql::{Backend, Db, Query};
+use tollgate::sql::{Backend, Db, Query, Tx};
 
-use super::{Batch, EventStore, Row, StoreError, postgres, sqlite};
+use super::meters::{self, Deltas, MeterCache};
+use super::{Batch, EventStore, MeterStore, Row, StoreError, postgres, sqlite};
+use crate::model::meters::{Meter, MeterDefinition, MeterKey, MeterQuery, MeterReport};
 use crate::model::query::{Cursor, ListFilter};
 use crate::model::usage::{Aggregation, UsageQuery, UsageReport, UsageRow};
 use crate::model::{Event, Scope};
@@ -34,6 +36,8 @@ pub struct SqlStore {
     db: Db,
     writer: Writer,
     scopes: ScopeIds,
+    /// The meter definitions as the writer last read them.
+    meters: MeterCache,
 }
 
 impl SqlStore {
@@ -67,6 +71,7 @@ impl SqlStore {
             db,
             writer,
             scopes: ScopeIds::default(),
+            meters: MeterCache::default(),
         })
     }
 
@@ -110,47 +115,46 @@ impl SqlStore {
         Ok(id.map(|(id,)| id))
     }
 
-    /// Inserts every row, all or nothing, failing with a unique violation if an id is stored.
-    async fn insert_new(&self, rows: &[Row<'_>], ingested_at: i64) -> Result<(), sqlx::Error> {
-        match &self.writer {
-            Writer::Sqlite { pool, .. } => sqlite::insert_new(pool, rows, ingested_at).await,
-            Writer::Postgres(pool) => postgres::insert_new(pool, rows, ingested_at).await,
-        }
-    }
-
-    /// Inserts the rows whose ids are not stored yet, in one transaction, and says which those
-    /// were. The database returns the key of each row it inserts; the keys are matched as a
-    /// multiset (an id sent twice is inserted once and is a duplicate the second time).
-    async fn insert_sorting_duplicates(
+    /// Inserts the rows in one transaction with what they add to the meters' rollups. With
+    /// `sorting`, rows whose ids are stored already are skipped (and said to be); without it, a
+    /// stored id fails the whole transaction with a unique violation, having written nothing.
+    /// Whether each row was new.
+    async fn insert_rows(
         &self,
         rows: &[Row<'_>],
         ingested_at: i64,
-    ) -> Result<Vec<bool>, sqlx::Error> {
-        let returned = match &self.writer {
-            Writer::Sqlite { pool, .. } => {
-                sqlite::insert_returning(pool, rows, ingested_at).await?
+        sorting: bool,
+    ) -> Result<Vec<bool>, StoreError> {
+        let write = self.write_db();
+        let backend = write.backend();
+        let mut tx = write.begin_write().await?;
+        let meters = self.meters.current(&mut tx, backend).await?;
+        let new = match (&mut tx, sorting) {
+            (Tx::Sqlite(t), false) => {
+                sqlite::insert_new(t, rows, ingested_at).await?;
+                vec![true; rows.len()]
             }
-            Writer::Postgres(pool) => postgres::insert_returning(pool, rows, ingested_at).await?,
+            (Tx::Postgres(t), false) => {
+                postgres::insert_new(t, rows, ingested_at).await?;
+                vec![true; rows.len()]
+            }
+            (Tx::Sqlite(t), true) => {
+                let returned = sqlite::insert_returning(t, rows, ingested_at).await?;
+                sort_out(rows, &returned)
+            }
+            (Tx::Postgres(t), true) => {
+                let returned = postgres::insert_returning(t, rows, ingested_at).await?;
+                sort_out(rows, &returned)
+            }
         };
-        let mut inserted: HashMap<(i64, &str), usize> = HashMap::new();
-        for (scope_id, event_id) in &returned {
-            *inserted.entry((*scope_id, event_id.as_str())).or_default() += 1;
+        if !meters.is_empty() {
+            let deltas = Deltas::of_rows(&meters, rows, Some(&new));
+            if !deltas.is_empty() {
+                deltas.write(&mut tx, backend).await?;
+            }
         }
-        Ok(rows
-            .iter()
-            .map(|(scope_id, e)| {
-                match inserted
-                    .get_mut(&(*scope_id, e.event_id.as_str()))
-                    .filter(|count| **count > 0)
-                {
-                    Some(count) => {
-                        *count -= 1;
-                        true
-                    }
-                    None => false,
-                }
-            })
-            .collect())
+        tx.commit().await?;
+        Ok(new)
     }
 
     /// `SELECT` of an event's columns, up to `WHERE scope_id = `.
@@ -427,22 +431,39 @@ impl EventStore for SqlStore {
                     .ok_or(sqlx::Error::RowNotFound)?,
             );
         }
-        let rows: Vec<Row<'_>> = batches
+        // Rows go in ordered by their idempotency key, so that two writers inserting some of
+        // the same new ids (a client resending a batch while the first is still in flight,
+        // perhaps reordered) take those keys' locks in the same order: otherwise each could
+        // wait for the other on the PostgreSQL index until the database failed one as a
+        // deadlock. It also keeps each group's inserts into that index in key order. The sort
+        // is stable, so an id twice in a batch keeps its first occurrence. Events with equal
+        // timestamps in one group are therefore numbered (and listed) by id, not arrival.
+        let arrival: Vec<Row<'_>> = batches
             .iter()
             .zip(&scope_ids)
             .flat_map(|((_, events), id)| events.iter().map(move |e| (*id, e)))
             .collect();
+        let mut order: Vec<usize> = (0..arrival.len()).collect();
+        order.sort_by(|&a, &b| {
+            let (a, b) = (&arrival[a], &arrival[b]);
+            (a.0, a.1.event_id.as_str()).cmp(&(b.0, b.1.event_id.as_str()))
+        });
+        let rows: Vec<Row<'_>> = order.iter().map(|&i| arrival[i]).collect();
         // The common case: every row is new. Plain inserts are tried first: ON CONFLICT makes
         // PostgreSQL insert each row speculatively, probing the idempotency index before and
         // after, while a plain insert meets a stored id as a unique violation that undoes the
         // whole attempt. Only then are the duplicates sorted out.
-        let new_rows = match self.insert_new(&rows, ingested_at).await {
-            Ok(()) => vec![true; rows.len()],
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                self.insert_sorting_duplicates(&rows, ingested_at).await?
+        let sorted_new = match self.insert_rows(&rows, ingested_at, false).await {
+            Ok(new) => new,
+            Err(StoreError::Database(sqlx::Error::Database(e))) if e.is_unique_violation() => {
+                self.insert_rows(&rows, ingested_at, true).await?
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         };
+        let mut new_rows = vec![false; arrival.len()];
+        for (&i, new) in order.iter().zip(sorted_new) {
+            new_rows[i] = new;
+        }
         let mut flags = new_rows.into_iter();
         Ok(batches
             .iter()
@@ -569,6 +590,70 @@ impl EventStore for SqlStore {
     }
 }
 
+#[async_trait]
+impl MeterStore for SqlStore {
+    async fn create_meter(
+        &self,
+        scope: &Scope,
+        definition: &MeterDefinition,
+    ) -> Result<meters::CreateOutcome, StoreError> {
+        let scope_id = self
+            .scope_id(scope, true)
+            .await?
+            .ok_or(sqlx::Error::RowNotFound)?;
+        meters::create(&self.write_db(), scope_id, definition).await
+    }
+
+    async fn get_meter(&self, scope: &Scope, key: &MeterKey) -> Result<Option<Meter>, StoreError> {
+        match self.scope_id(scope, false).await? {
+            Some(scope_id) => meters::get(&self.db, scope_id, key).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn list_meters(
+        &self,
+        scope: &Scope,
+        after: Option<&MeterKey>,
+        limit: u32,
+    ) -> Result<Vec<Meter>, StoreError> {
+        match self.scope_id(scope, false).await? {
+            Some(scope_id) => meters::list(&self.db, scope_id, after, limit).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    async fn delete_meter(&self, scope: &Scope, key: &MeterKey) -> Result<bool, StoreError> {
+        match self.scope_id(scope, false).await? {
+            Some(scope_id) => meters::delete(&self.write_db(), scope_id, key).await,
+            None => Ok(false),
+        }
+    }
+
+    async fn meter_usage(
+        &self,
+        scope: &Scope,
+        meter: &Meter,
+        query: &MeterQuery,
+        max_rows: usize,
+        max_events: usize,
+    ) -> Result<Result<MeterReport, meters::Refused>, StoreError> {
+        let scope_id = self
+            .scope_id(scope, false)
+            .await?
+            .ok_or(sqlx::Error::RowNotFound)?;
+        meters::usage(&self.db, scope_id, meter, query, max_rows, max_events).await
+    }
+
+    async fn meters_backfilling(&self) -> Result<Vec<i64>, StoreError> {
+        meters::backfilling(&self.db).await
+    }
+
+    async fn backfill_meter(&self, id: i64) -> Result<bool, StoreError> {
+        meters::backfill_step(&self.db, &self.write_db(), id).await
+    }
+}
+
 /// The ids of the scopes seen so far. Scopes are few (tenants × 2) and never deleted, so they
 /// are kept for the life of the process; a scope not yet known is looked up (and, for a write,
 /// created) in the database.
@@ -590,6 +675,30 @@ impl ScopeIds {
     fn insert(&self, scope: &Scope, id: i64) {
         self.lock().insert(scope.clone(), id);
     }
+}
+
+/// Which rows an insert that skips stored ids inserted: the database returns the key of each
+/// row it inserts, matched here as a multiset (an id sent twice is inserted once and is a
+/// duplicate the second time).
+fn sort_out(rows: &[Row<'_>], returned: &[(i64, String)]) -> Vec<bool> {
+    let mut inserted: HashMap<(i64, &str), usize> = HashMap::new();
+    for (scope_id, event_id) in returned {
+        *inserted.entry((*scope_id, event_id.as_str())).or_default() += 1;
+    }
+    rows.iter()
+        .map(|(scope_id, e)| {
+            match inserted
+                .get_mut(&(*scope_id, e.event_id.as_str()))
+                .filter(|count| **count > 0)
+            {
+                Some(count) => {
+                    *count -= 1;
+                    true
+                }
+                None => false,
+            }
+        })
+        .collect()
 }
 
 /// An `events` row.

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use sqlx::sqlite::SqliteArguments;
-use sqlx::{Arguments, SqlitePool};
+use sqlx::{Arguments, SqliteConnection, SqlitePool};
 
 use super::{INSERT_COLUMNS, Row, StoreError};
 
@@ -87,44 +87,34 @@ fn insert_statement<'a>(
     Ok((sql, args))
 }
 
-/// Inserts every row, all or nothing; fails with a unique violation, having written nothing,
-/// if an id is stored already or repeats.
+/// Inserts every row inside the caller's transaction; fails with a unique violation if an id is
+/// stored already or repeats (the caller then rolls back: nothing is written).
 pub async fn insert_new(
-    writer: &SqlitePool,
+    tx: &mut SqliteConnection,
     rows: &[Row<'_>],
     ingested_at: i64,
 ) -> Result<(), sqlx::Error> {
-    if rows.len() <= ROWS_PER_STATEMENT {
-        // One statement is a transaction of its own: no round trips to begin and commit one,
-        // which a group of single events would otherwise pay thrice.
-        let (sql, args) = insert_statement(rows, ingested_at, "")?;
-        sqlx::query_with(&sql, args).execute(writer).await?;
-        return Ok(());
-    }
-    let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+    for chunk in tollgate::sql::statement_chunks(rows, ROWS_PER_STATEMENT) {
         let (sql, args) = insert_statement(chunk, ingested_at, "")?;
         sqlx::query_with(&sql, args).execute(&mut *tx).await?;
     }
-    tx.commit().await
+    Ok(())
 }
 
-/// Inserts the rows whose ids are not stored yet, in one transaction, and returns the key
-/// (scope id, event id) of each row inserted.
+/// Inserts the rows whose ids are not stored yet, inside the caller's transaction, and returns
+/// the key (scope id, event id) of each row inserted.
 pub async fn insert_returning(
-    writer: &SqlitePool,
+    tx: &mut SqliteConnection,
     rows: &[Row<'_>],
     ingested_at: i64,
 ) -> Result<Vec<(i64, String)>, sqlx::Error> {
-    let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
     let mut inserted = Vec::with_capacity(rows.len());
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+    for chunk in tollgate::sql::statement_chunks(rows, ROWS_PER_STATEMENT) {
         let (sql, args) = insert_statement(chunk, ingested_at, super::ON_CONFLICT_RETURNING)?;
         let returned: Vec<(i64, String)> =
             sqlx::query_as_with(&sql, args).fetch_all(&mut *tx).await?;
         inserted.extend(returned);
     }
-    tx.commit().await?;
     Ok(inserted)
 }
 

@@ -19,6 +19,7 @@ async fn both_roles_and_user_keys_grant_what_they_say() {
         "event:read",
         "users:manage",
         "api_keys:manage",
+        "meters:manage",
     ] {
         let decision = app.authorize(app.admin(), permission).await;
         assert!(decision.allowed, "{permission}");

@@ -1,6 +1,9 @@
-//! The gRPC adapter: wire types in, domain types to [`Events`], domain types back out, and
-//! [`EventError`] to `Status` through its one `From` impl. The principal was put into the
-//! request's extensions by the authorization layer.
+//! The gRPC adapters: wire types in, domain types to [`Events`] (here) and to
+//! [`crate::meters::Meters`] ([`meters`]), domain types back out, and [`EventError`] to
+//! `Status` through its one `From` impl. The principal was put into the request's extensions
+//! by the authorization layer.
+
+pub mod meters;
 
 use std::sync::Arc;
 

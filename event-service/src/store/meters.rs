@@ -1,0 +1,914 @@
+//! Meters in SQL: their definitions, the rollups the writer keeps in the same transaction as the
+//! events, the backfill of events stored before a meter, and the queries.
+//!
+//! Rollups (all keyed by meter):
+//! - `meter_days`: per customer, group and UTC day: what one customer used, day by day or month
+//!   by month, and every customer's, read without touching an event.
+//! - `meter_totals`: per group and minute, and per group and hour, across customers: a tenant's
+//!   total over any range on minute boundaries.
+//! - `meter_distinct`: for COUNT_UNIQUE meters, each distinct value per customer, group and day
+//!   (counts of distinct values cannot be added up across days, the values can).
+//!
+//! What the rollups do not cover (per customer under a day, ranges off their boundaries) is
+//! computed from the events with the same arithmetic ([`crate::model::meters`]), up to a bound
+//! on the events read.
+//!
+//! Exactness rests on one rule: every event is counted by exactly one of the writer (events
+//! stored after the meter) and the backfill (events up to `start_seq`, the last sequence number
+//! handed out when the meter was created). On PostgreSQL, where several replicas write, each
+//! insert transaction holds a shared advisory lock from before it reads the meter definitions
+//! until it commits, and creating or deleting a meter takes that lock exclusively: a meter
+//! appears between two transactions, never inside one. On SQLite the single writer's
+//! transactions and the meter changes are serialised by the database's write lock.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use tollgate::sql::{Backend, Db, Query, Tx};
+
+use super::{Row, StoreError};
+use crate::model::meters::{
+    Aggregate, Backfill, DAY, HOUR, MINUTE, Measure, Meter, MeterAggregation, MeterDefinition,
+    MeterKey, MeterQuery, MeterReport, PropertyPath, ReportBuilder, ReportSource, Window,
+};
+
+/// The advisory lock key that orders meter changes against insert transactions (PostgreSQL).
+const METERS_LOCK: i64 = 0x746f_6c6c_6d65_7472; // "tollmetr"
+/// Rows one rollup upsert statement writes at most (11 binds each, far below both limits).
+const ROWS_PER_UPSERT: usize = 500;
+/// Events one backfill step counts.
+pub const BACKFILL_CHUNK: i64 = 5000;
+/// Days listed one by one in a per-customer query (a seek each); longer ranges scan instead.
+const MAX_LISTED_DAYS: i64 = 400;
+
+/// Why a meter could not be created.
+#[derive(Debug)]
+pub enum CreateOutcome {
+    /// Created.
+    Created(Meter),
+    /// A meter with this key exists in the scope.
+    Exists,
+}
+
+/// Why a report was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// It would have more rows than allowed.
+    TooManyRows(usize),
+    /// It would read more events than allowed (the rollups do not cover it).
+    TooManyEvents(usize),
+}
+
+/// The meters an insert counts for, by scope and event name, as of a definitions version.
+#[derive(Debug, Default)]
+pub struct MeterSet {
+    version: i64,
+    by_name: HashMap<(i64, String), Vec<Arc<StoredMeter>>>,
+}
+
+/// A meter as the writer needs it.
+#[derive(Debug)]
+pub struct StoredMeter {
+    /// Its id.
+    pub id: i64,
+    /// Its definition.
+    pub definition: MeterDefinition,
+}
+
+impl MeterSet {
+    /// Whether any meter counts events of this scope and name.
+    fn for_event(&self, scope_id: i64, event_name: &str) -> Option<&[Arc<StoredMeter>]> {
+        self.by_name
+            .get(&(scope_id, event_name.to_owned()))
+            .map(Vec::as_slice)
+    }
+
+    /// Whether there are meters at all.
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+}
+
+/// The writer's copy of the meter definitions, reloaded when their version moves.
+#[derive(Debug, Default)]
+pub struct MeterCache(std::sync::Mutex<Arc<MeterSet>>);
+
+impl MeterCache {
+    fn get(&self) -> Arc<MeterSet> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set(&self, set: Arc<MeterSet>) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = set;
+    }
+
+    /// The definitions as of this transaction, which from now until it commits no meter change
+    /// can overtake (see the module comment).
+    pub async fn current(
+        &self,
+        tx: &mut Tx,
+        backend: Backend,
+    ) -> Result<Arc<MeterSet>, StoreError> {
+        let (version,): (i64,) = match backend {
+            Backend::Sqlite => {
+                tx.fetch_one(Query::new("SELECT version FROM meter_epoch"))
+                    .await?
+            }
+            Backend::Postgres => {
+                // Two statements: a statement reads the snapshot taken when it started, so
+                // a read in the statement that waits for the lock could miss the meter whose
+                // creation it waited for (and its events be counted by no one).
+                tx.execute(Query::new("SELECT pg_advisory_xact_lock_shared($1)").bind(METERS_LOCK))
+                    .await?;
+                tx.fetch_one(Query::new("SELECT version FROM meter_epoch"))
+                    .await?
+            }
+        };
+        let cached = self.get();
+        if cached.version == version {
+            return Ok(cached);
+        }
+        let rows: Vec<MeterRow> = tx
+            .fetch_all(Query::new(format!("SELECT {METER_COLUMNS} FROM meters")))
+            .await?;
+        let mut set = MeterSet {
+            version,
+            by_name: HashMap::new(),
+        };
+        for row in rows {
+            let meter = row.into_meter()?;
+            set.by_name
+                .entry((meter.0, meter.1.definition.event_name.clone()))
+                .or_default()
+                .push(Arc::new(StoredMeter {
+                    id: meter.1.id,
+                    definition: meter.1.definition,
+                }));
+        }
+        let set = Arc::new(set);
+        self.set(set.clone());
+        Ok(set)
+    }
+}
+
+/// What a group of events adds to the rollups.
+#[derive(Debug, Default)]
+pub struct Deltas {
+    days: BTreeMap<(i64, i64, String, String), Aggregate>,
+    totals: BTreeMap<(i64, i64, i64, String), Aggregate>,
+    distinct: BTreeSet<(i64, i64, String, String, String)>,
+}
+
+impl Deltas {
+    /// Counts one event for `meter`.
+    pub fn add(&mut self, meter: &StoredMeter, ts: i64, customer: &str, properties: &str) {
+        let reading = meter.definition.read(properties);
+        let Some(value) = reading.value else { return };
+        let day = Window::Day.start_of(ts);
+        match &value {
+            Measure::Distinct(v) => {
+                self.distinct.insert((
+                    meter.id,
+                    day,
+                    customer.to_owned(),
+                    reading.group,
+                    v.clone(),
+                ));
+            }
+            counted => {
+                self.days
+                    .entry((meter.id, day, customer.to_owned(), reading.group.clone()))
+                    .or_default()
+                    .add(counted);
+                for width in [MINUTE, HOUR] {
+                    self.totals
+                        .entry((
+                            meter.id,
+                            width,
+                            ts.div_euclid(width) * width,
+                            reading.group.clone(),
+                        ))
+                        .or_default()
+                        .add(counted);
+                }
+            }
+        }
+    }
+
+    /// Counts the rows (those `new` says were stored) for every meter on their event names.
+    pub fn of_rows(meters: &MeterSet, rows: &[Row<'_>], new: Option<&[bool]>) -> Self {
+        let mut deltas = Deltas::default();
+        for (i, (scope_id, event)) in rows.iter().enumerate() {
+            if new.is_some_and(|new| !new[i]) {
+                continue;
+            }
+            let Some(meters) = meters.for_event(*scope_id, &event.event_name) else {
+                continue;
+            };
+            let ts = tollgate::time::to_micros(event.timestamp);
+            for meter in meters {
+                deltas.add(meter, ts, &event.external_customer_id, &event.properties);
+            }
+        }
+        deltas
+    }
+
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.days.is_empty() && self.totals.is_empty() && self.distinct.is_empty()
+    }
+
+    /// Adds it all to the rollups, in key order (so that concurrent writers lock rows in the
+    /// same order and never deadlock).
+    pub async fn write(&self, tx: &mut Tx, backend: Backend) -> Result<(), StoreError> {
+        let days: Vec<_> = self.days.iter().collect();
+        for chunk in tollgate::sql::statement_chunks(&days, ROWS_PER_UPSERT) {
+            let mut q = Query::new(
+                "INSERT INTO meter_days (meter_id, day, customer, grp, events, int_hi, int_lo, \
+                 real_sum, reals, min_value, max_value) VALUES ",
+            );
+            for (n, ((meter, day, customer, group), a)) in chunk.iter().enumerate() {
+                if n > 0 {
+                    q.push(", ");
+                }
+                q.push("(").push_bind(*meter).push(", ").push_bind(*day);
+                q.push(", ").push_bind(customer.as_str());
+                q.push(", ").push_bind(group.as_str());
+                push_aggregate(&mut q, a);
+                q.push(")");
+            }
+            q.push(" ON CONFLICT (meter_id, day, customer, grp) DO UPDATE SET ");
+            push_merge(&mut q, "meter_days", backend);
+            tx.execute(q).await?;
+        }
+        let totals: Vec<_> = self.totals.iter().collect();
+        for chunk in tollgate::sql::statement_chunks(&totals, ROWS_PER_UPSERT) {
+            let mut q = Query::new(
+                "INSERT INTO meter_totals (meter_id, width, bucket, grp, events, int_hi, int_lo, \
+                 real_sum, reals, min_value, max_value) VALUES ",
+            );
+            for (n, ((meter, width, bucket, group), a)) in chunk.iter().enumerate() {
+                if n > 0 {
+                    q.push(", ");
+                }
+                q.push("(").push_bind(*meter).push(", ").push_bind(*width);
+                q.push(", ").push_bind(*bucket);
+                q.push(", ").push_bind(group.as_str());
+                push_aggregate(&mut q, a);
+                q.push(")");
+            }
+            q.push(" ON CONFLICT (meter_id, width, bucket, grp) DO UPDATE SET ");
+            push_merge(&mut q, "meter_totals", backend);
+            tx.execute(q).await?;
+        }
+        let distinct: Vec<_> = self.distinct.iter().collect();
+        for chunk in tollgate::sql::statement_chunks(&distinct, ROWS_PER_UPSERT) {
+            let mut q = Query::new(
+                "INSERT INTO meter_distinct (meter_id, day, customer, grp, value) VALUES ",
+            );
+            for (n, (meter, day, customer, group, value)) in chunk.iter().enumerate() {
+                if n > 0 {
+                    q.push(", ");
+                }
+                q.push("(").push_bind(*meter).push(", ").push_bind(*day);
+                q.push(", ").push_bind(customer.as_str());
+                q.push(", ").push_bind(group.as_str());
+                q.push(", ").push_bind(value.as_str()).push(")");
+            }
+            q.push(" ON CONFLICT (meter_id, day, customer, grp, value) DO NOTHING");
+            tx.execute(q).await?;
+        }
+        Ok(())
+    }
+}
+
+fn push_aggregate(q: &mut Query<'_>, a: &Aggregate) {
+    q.push(", ").push_bind(a.events);
+    q.push(", ").push_bind(a.int_hi);
+    q.push(", ").push_bind(a.int_lo);
+    q.push(", ").push_bind(a.real_sum);
+    q.push(", ").push_bind(a.reals);
+    q.push(", ").push_bind(a.min);
+    q.push(", ").push_bind(a.max);
+}
+
+/// `SET` of an upsert that adds the new aggregate to the stored one.
+fn push_merge(q: &mut Query<'_>, table: &str, backend: Backend) {
+    q.push(&format!(
+        "events = {table}.events + excluded.events, int_hi = {table}.int_hi + excluded.int_hi, \
+         int_lo = {table}.int_lo + excluded.int_lo, real_sum = {table}.real_sum + \
+         excluded.real_sum, reals = {table}.reals + excluded.reals, "
+    ));
+    match backend {
+        // LEAST and GREATEST leave NULLs out.
+        Backend::Postgres => q.push(&format!(
+            "min_value = LEAST({table}.min_value, excluded.min_value), \
+             max_value = GREATEST({table}.max_value, excluded.max_value)"
+        )),
+        // SQLite's min() and max() of a NULL are NULL: COALESCE each side with the other.
+        Backend::Sqlite => q.push(&format!(
+            "min_value = min(COALESCE({table}.min_value, excluded.min_value), \
+             COALESCE(excluded.min_value, {table}.min_value)), \
+             max_value = max(COALESCE({table}.max_value, excluded.max_value), \
+             COALESCE(excluded.max_value, {table}.max_value))"
+        )),
+    };
+}
+
+/// Columns of `meters`, in [`MeterRow`] order.
+const METER_COLUMNS: &str = "id, scope_id, meter_key, description, event_name, aggregation, \
+                             property, group_by, created_at, ready, backfill_done, backfill_total";
+
+/// A `meters` row.
+#[derive(Debug, sqlx::FromRow)]
+struct MeterRow {
+    id: i64,
+    scope_id: i64,
+    meter_key: String,
+    description: String,
+    event_name: String,
+    aggregation: String,
+    property: String,
+    group_by: String,
+    created_at: i64,
+    ready: i64,
+    backfill_done: i64,
+    backfill_total: Option<i64>,
+}
+
+impl MeterRow {
+    /// The meter and its scope id.
+    fn into_meter(self) -> Result<(i64, Meter), StoreError> {
+        let corrupt = |what: &str| StoreError::Corrupt(format!("meter {}: {what}", self.id));
+        let aggregation = MeterAggregation::from_storage(&self.aggregation, &self.property)
+            .ok_or_else(|| corrupt("aggregation"))?;
+        let paths: Vec<String> =
+            serde_json::from_str(&self.group_by).map_err(|_| corrupt("group_by"))?;
+        let group_by = paths
+            .iter()
+            .map(|p| PropertyPath::parse("group_by", p).map_err(|_| corrupt("group_by")))
+            .collect::<Result<_, _>>()?;
+        Ok((
+            self.scope_id,
+            Meter {
+                id: self.id,
+                definition: MeterDefinition {
+                    key: MeterKey::from_storage(self.meter_key),
+                    description: self.description,
+                    event_name: self.event_name,
+                    aggregation,
+                    group_by,
+                },
+                created_at: tollgate::time::from_micros(self.created_at),
+                backfill: if self.ready != 0 {
+                    Backfill::Done
+                } else {
+                    Backfill::Running {
+                        done: self.backfill_done,
+                        total: self.backfill_total,
+                    }
+                },
+            },
+        ))
+    }
+}
+
+/// Takes the meters lock exclusively (PostgreSQL): no insert transaction is in flight until
+/// this one commits.
+async fn lock_out_writers(tx: &mut Tx, backend: Backend) -> Result<(), StoreError> {
+    if backend == Backend::Postgres {
+        tx.execute(Query::new("SELECT pg_advisory_xact_lock($1)").bind(METERS_LOCK))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Creates a meter in the scope `scope_id`.
+pub async fn create(
+    write: &Db,
+    scope_id: i64,
+    definition: &MeterDefinition,
+) -> Result<CreateOutcome, StoreError> {
+    let backend = write.backend();
+    let mut tx = write.begin_write().await?;
+    lock_out_writers(&mut tx, backend).await?;
+    // Every event numbered up to here is committed (no insert is in flight) and is the
+    // backfill's to count; every later one is the writer's.
+    let (start_seq,): (i64,) = match backend {
+        Backend::Sqlite => {
+            tx.fetch_one(Query::new("SELECT COALESCE(MAX(seq), 0) FROM events"))
+                .await?
+        }
+        Backend::Postgres => {
+            tx.fetch_one(Query::new(
+                "SELECT COALESCE(pg_sequence_last_value(pg_get_serial_sequence('events', 'seq')), 0)",
+            ))
+            .await?
+        }
+    };
+    let (earlier,): (i64,) = tx
+        .fetch_one(
+            Query::new(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE scope_id = $1 AND \
+                 event_name = $2 LIMIT 1) AS any_event",
+            )
+            .bind(scope_id)
+            .bind(definition.event_name.as_str()),
+        )
+        .await?;
+    let group_by: Vec<String> = definition
+        .group_by
+        .iter()
+        .map(PropertyPath::as_string)
+        .collect();
+    let now = tollgate::time::now();
+    let inserted = tx
+        .fetch_optional::<(i64,)>(
+            Query::new(
+                "INSERT INTO meters (scope_id, meter_key, description, event_name, aggregation, \
+                 property, group_by, created_at, start_seq, ready, backfill_done) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0) \
+                 ON CONFLICT (scope_id, meter_key) DO NOTHING RETURNING id",
+            )
+            .bind(scope_id)
+            .bind(definition.key.as_str())
+            .bind(definition.description.as_str())
+            .bind(definition.event_name.as_str())
+            .bind(definition.aggregation.name())
+            .bind(
+                definition
+                    .aggregation
+                    .property()
+                    .map(PropertyPath::as_string)
+                    .unwrap_or_default(),
+            )
+            .bind(serde_json::to_string(&group_by).unwrap_or_else(|_| "[]".into()))
+            .bind(tollgate::time::to_micros(now))
+            .bind(start_seq)
+            // Nothing stored before it: nothing to backfill.
+            .bind(i64::from(earlier == 0)),
+        )
+        .await?;
+    let Some((id,)) = inserted else {
+        return Ok(CreateOutcome::Exists);
+    };
+    tx.execute(Query::new("UPDATE meter_epoch SET version = version + 1"))
+        .await?;
+    tx.commit().await?;
+    Ok(CreateOutcome::Created(Meter {
+        id,
+        definition: definition.clone(),
+        created_at: tollgate::time::from_micros(tollgate::time::to_micros(now)),
+        backfill: if earlier == 0 {
+            Backfill::Done
+        } else {
+            Backfill::Running {
+                done: 0,
+                total: None,
+            }
+        },
+    }))
+}
+
+/// One meter of the scope.
+pub async fn get(db: &Db, scope_id: i64, key: &MeterKey) -> Result<Option<Meter>, StoreError> {
+    let row: Option<MeterRow> = db
+        .fetch_optional(
+            Query::new(format!(
+                "SELECT {METER_COLUMNS} FROM meters WHERE scope_id = $1 AND meter_key = $2"
+            ))
+            .bind(scope_id)
+            .bind(key.as_str()),
+        )
+        .await?;
+    row.map(|r| r.into_meter().map(|(_, m)| m)).transpose()
+}
+
+/// Up to `limit` meters of the scope in key order, after `after`.
+pub async fn list(
+    db: &Db,
+    scope_id: i64,
+    after: Option<&MeterKey>,
+    limit: u32,
+) -> Result<Vec<Meter>, StoreError> {
+    let mut q = Query::new(format!(
+        "SELECT {METER_COLUMNS} FROM meters WHERE scope_id = "
+    ));
+    q.push_bind(scope_id);
+    if let Some(after) = after {
+        q.push(" AND meter_key > ").push_bind(after.as_str());
+    }
+    q.push(" ORDER BY meter_key LIMIT ")
+        .push_bind(i64::from(limit));
+    let rows: Vec<MeterRow> = db.fetch_all(q).await?;
+    rows.into_iter()
+        .map(|r| r.into_meter().map(|(_, m)| m))
+        .collect()
+}
+
+/// Deletes a meter and its rollups; whether it existed.
+pub async fn delete(write: &Db, scope_id: i64, key: &MeterKey) -> Result<bool, StoreError> {
+    let backend = write.backend();
+    let mut tx = write.begin_write().await?;
+    lock_out_writers(&mut tx, backend).await?;
+    let id: Option<(i64,)> = tx
+        .fetch_optional(
+            Query::new("DELETE FROM meters WHERE scope_id = $1 AND meter_key = $2 RETURNING id")
+                .bind(scope_id)
+                .bind(key.as_str()),
+        )
+        .await?;
+    let Some((id,)) = id else {
+        return Ok(false);
+    };
+    for table in ["meter_days", "meter_totals", "meter_distinct"] {
+        tx.execute(Query::new(format!("DELETE FROM {table} WHERE meter_id = $1")).bind(id))
+            .await?;
+    }
+    tx.execute(Query::new("UPDATE meter_epoch SET version = version + 1"))
+        .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Meters whose backfill is not done, oldest first.
+pub async fn backfilling(db: &Db) -> Result<Vec<i64>, StoreError> {
+    let rows: Vec<(i64,)> = db
+        .fetch_all(Query::new(
+            "SELECT id FROM meters WHERE ready = 0 ORDER BY id",
+        ))
+        .await?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
+}
+
+/// The backfill's state of a meter, as read outside its write transaction.
+#[derive(Debug, sqlx::FromRow)]
+struct BackfillRow {
+    scope_id: i64,
+    event_name: String,
+    start_seq: i64,
+    ready: i64,
+    cursor_ts: Option<i64>,
+    cursor_seq: Option<i64>,
+    backfill_total: Option<i64>,
+}
+
+/// An event as the backfill reads it.
+#[derive(Debug, sqlx::FromRow)]
+struct BackfillEvent {
+    seq: i64,
+    ts: i64,
+    external_customer_id: String,
+    properties: String,
+}
+
+/// Counts the next events stored before meter `id` into its rollups, in one transaction that
+/// also moves its cursor (so a step is done once, whichever replica does it, and a crash
+/// loses nothing). Whether the backfill is done now.
+pub async fn backfill_step(db: &Db, write: &Db, id: i64) -> Result<bool, StoreError> {
+    let backend = write.backend();
+    let state: Option<BackfillRow> = db
+        .fetch_optional(
+            Query::new(
+                "SELECT scope_id, event_name, start_seq, ready, cursor_ts, cursor_seq, \
+                 backfill_total FROM meters WHERE id = $1",
+            )
+            .bind(id),
+        )
+        .await?;
+    let Some(state) = state else { return Ok(true) };
+    if state.ready != 0 {
+        return Ok(true);
+    }
+    if state.backfill_total.is_none() {
+        // Counted once, outside any write transaction (it reads every earlier event's entry).
+        let (total,): (i64,) = db
+            .fetch_one(
+                Query::new(
+                    "SELECT COUNT(*) FROM events WHERE scope_id = $1 AND event_name = $2 \
+                     AND seq <= $3",
+                )
+                .bind(state.scope_id)
+                .bind(state.event_name.as_str())
+                .bind(state.start_seq),
+            )
+            .await?;
+        write
+            .execute(
+                Query::new("UPDATE meters SET backfill_total = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(total),
+            )
+            .await?;
+    }
+    // The chunk is read outside the write transaction, which then checks the cursor did not
+    // move meanwhile.
+    let mut q = Query::new(format!(
+        "SELECT seq, ts, external_customer_id, {} FROM events WHERE scope_id = ",
+        properties_text(backend)
+    ));
+    q.push_bind(state.scope_id);
+    q.push(" AND event_name = ")
+        .push_bind(state.event_name.as_str());
+    if let (Some(ts), Some(seq)) = (state.cursor_ts, state.cursor_seq) {
+        q.push(" AND (ts, seq) > (").push_bind(ts);
+        q.push(", ").push_bind(seq).push(")");
+    }
+    q.push(" ORDER BY ts, seq LIMIT ").push_bind(BACKFILL_CHUNK);
+    let events: Vec<BackfillEvent> = db.fetch_all(q).await?;
+    let done = events.len() < BACKFILL_CHUNK as usize;
+    let meter = {
+        let row: Option<MeterRow> = db
+            .fetch_optional(
+                Query::new(format!("SELECT {METER_COLUMNS} FROM meters WHERE id = $1")).bind(id),
+            )
+            .await?;
+        match row {
+            Some(row) => row.into_meter()?.1,
+            None => return Ok(true),
+        }
+    };
+    let stored = StoredMeter {
+        id,
+        definition: meter.definition,
+    };
+    let mut deltas = Deltas::default();
+    let mut counted = 0i64;
+    for e in events.iter().filter(|e| e.seq <= state.start_seq) {
+        deltas.add(&stored, e.ts, &e.external_customer_id, &e.properties);
+        counted += 1;
+    }
+    let mut tx = write.begin_write().await?;
+    let lock = match backend {
+        Backend::Sqlite => "",
+        Backend::Postgres => " FOR UPDATE",
+    };
+    let now: Option<(Option<i64>, Option<i64>, i64)> = tx
+        .fetch_optional(
+            Query::new(format!(
+                "SELECT cursor_ts, cursor_seq, ready FROM meters WHERE id = $1{lock}"
+            ))
+            .bind(id),
+        )
+        .await?;
+    match now {
+        Some((ts, seq, 0)) if (ts, seq) == (state.cursor_ts, state.cursor_seq) => {}
+        // Deleted, finished, or moved by another replica meanwhile: its step, not this one.
+        _ => return Ok(false),
+    }
+    deltas.write(&mut tx, backend).await?;
+    let last = events.last();
+    tx.execute(
+        Query::new(
+            "UPDATE meters SET cursor_ts = $2, cursor_seq = $3, backfill_done = backfill_done \
+             + $4, ready = $5 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(last.map(|e| e.ts).or(state.cursor_ts))
+        .bind(last.map(|e| e.seq).or(state.cursor_seq))
+        .bind(counted)
+        .bind(i64::from(done)),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(done)
+}
+
+/// The properties column as text.
+fn properties_text(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "properties",
+        Backend::Postgres => "properties::text AS properties",
+    }
+}
+
+/// A rollup row as a query reads it.
+#[derive(Debug, sqlx::FromRow)]
+struct RollupRow {
+    bucket: i64,
+    customer: Option<String>,
+    grp: String,
+    events: i64,
+    int_hi: i64,
+    int_lo: i64,
+    real_sum: f64,
+    reals: i64,
+    min_value: Option<f64>,
+    max_value: Option<f64>,
+}
+
+impl RollupRow {
+    fn aggregate(&self) -> Aggregate {
+        Aggregate {
+            events: self.events,
+            int_hi: self.int_hi,
+            int_lo: self.int_lo,
+            real_sum: self.real_sum,
+            reals: self.reals,
+            min: self.min_value,
+            max: self.max_value,
+        }
+    }
+}
+
+/// An event as a scan reads it.
+#[derive(Debug, sqlx::FromRow)]
+struct ScannedEvent {
+    ts: i64,
+    external_customer_id: String,
+    properties: String,
+}
+
+/// Where a report can be read from.
+enum Plan {
+    /// Per customer and day.
+    Days,
+    /// Across customers, per bucket of this width.
+    Totals(i64),
+    /// Distinct values per customer and day.
+    Distinct,
+    /// The events themselves.
+    Scan,
+}
+
+fn plan(meter: &MeterDefinition, query: &MeterQuery) -> Plan {
+    let aligned = |width: i64| query.start % width == 0 && query.end % width == 0;
+    let coarse = |finest: Window| match query.window {
+        None | Some(Window::Day) | Some(Window::Month) => true,
+        Some(Window::Hour) => finest != Window::Day,
+        Some(Window::Minute) => finest == Window::Minute,
+    };
+    let per_customer = query.customer.is_some() || query.by_customer;
+    match &meter.aggregation {
+        MeterAggregation::CountUnique(_) if aligned(DAY) && coarse(Window::Day) => Plan::Distinct,
+        MeterAggregation::CountUnique(_) => Plan::Scan,
+        _ if per_customer && aligned(DAY) && coarse(Window::Day) => Plan::Days,
+        _ if per_customer => Plan::Scan,
+        _ if aligned(HOUR) && coarse(Window::Hour) => Plan::Totals(HOUR),
+        _ if aligned(MINUTE) => Plan::Totals(MINUTE),
+        _ => Plan::Scan,
+    }
+}
+
+/// A meter's report over `query`, of at most `max_rows` rows, reading at most `max_events`
+/// events where the rollups do not cover it.
+pub async fn usage(
+    db: &Db,
+    scope_id: i64,
+    meter: &Meter,
+    query: &MeterQuery,
+    max_rows: usize,
+    max_events: usize,
+) -> Result<Result<MeterReport, Refused>, StoreError> {
+    let definition = &meter.definition;
+    let mut report = ReportBuilder::default();
+    let customer_of = |c: Option<String>| c.filter(|_| query.by_customer);
+    let chosen = plan(definition, query);
+    let source = match chosen {
+        Plan::Days | Plan::Totals(_) => {
+            let mut q = match chosen {
+                Plan::Totals(width) => {
+                    let mut q = Query::new(
+                        "SELECT bucket, CAST(NULL AS TEXT) AS customer, grp, events, int_hi, \
+                         int_lo, real_sum, reals, min_value, max_value FROM meter_totals \
+                         WHERE meter_id = ",
+                    );
+                    q.push_bind(meter.id);
+                    q.push(" AND width = ").push_bind(width);
+                    q.push(" AND bucket >= ").push_bind(query.start);
+                    q.push(" AND bucket < ").push_bind(query.end);
+                    q
+                }
+                _ => {
+                    let mut q = Query::new(
+                        "SELECT day AS bucket, customer, grp, events, int_hi, int_lo, real_sum, \
+                         reals, min_value, max_value FROM meter_days WHERE meter_id = ",
+                    );
+                    q.push_bind(meter.id);
+                    push_days(&mut q, query);
+                    q
+                }
+            };
+            q.push(" ORDER BY bucket");
+            let rows: Vec<RollupRow> = db.fetch_all(q).await?;
+            for row in &rows {
+                report.add(
+                    (
+                        query.bucket(row.bucket),
+                        customer_of(row.customer.clone()),
+                        row.grp.clone(),
+                    ),
+                    &row.aggregate(),
+                );
+                if report.len() > max_rows {
+                    return Ok(Err(Refused::TooManyRows(max_rows)));
+                }
+            }
+            ReportSource::Rollups
+        }
+        Plan::Distinct => {
+            let mut q = Query::new(
+                "SELECT day, customer, grp, value FROM meter_distinct WHERE meter_id = ",
+            );
+            q.push_bind(meter.id);
+            push_days(&mut q, query);
+            let (rows, more) = db
+                .fetch_while::<(i64, String, String, String)>(q, at_most(max_events))
+                .await?;
+            if more {
+                return Ok(Err(Refused::TooManyEvents(max_events)));
+            }
+            for (day, customer, group, value) in rows {
+                report.add_distinct(
+                    (query.bucket(day), customer_of(Some(customer)), group),
+                    &value,
+                );
+                if report.len() > max_rows {
+                    return Ok(Err(Refused::TooManyRows(max_rows)));
+                }
+            }
+            ReportSource::Rollups
+        }
+        Plan::Scan => {
+            let mut q = Query::new(format!(
+                "SELECT ts, external_customer_id, {} FROM events WHERE scope_id = ",
+                properties_text(db.backend())
+            ));
+            q.push_bind(scope_id);
+            q.push(" AND event_name = ")
+                .push_bind(definition.event_name.as_str());
+            if let Some(customer) = &query.customer {
+                q.push(" AND external_customer_id = ")
+                    .push_bind(customer.as_str());
+            }
+            q.push(" AND ts >= ").push_bind(query.start);
+            q.push(" AND ts < ").push_bind(query.end);
+            let (events, more) = db
+                .fetch_while::<ScannedEvent>(q, at_most(max_events))
+                .await?;
+            if more {
+                return Ok(Err(Refused::TooManyEvents(max_events)));
+            }
+            for e in events {
+                let reading = definition.read(&e.properties);
+                if let Some(value) = reading.value {
+                    report.add_reading(
+                        (
+                            query.bucket(e.ts),
+                            customer_of(Some(e.external_customer_id)),
+                            reading.group,
+                        ),
+                        &value,
+                    );
+                }
+                if report.len() > max_rows {
+                    return Ok(Err(Refused::TooManyRows(max_rows)));
+                }
+            }
+            ReportSource::Events
+        }
+    };
+    Ok(Ok(report.finish(definition, source)))
+}
+
+/// A `fetch_while` test that takes `n` rows and refuses the next.
+fn at_most<R>(n: usize) -> impl FnMut(&R) -> bool + Send {
+    let mut seen = 0usize;
+    move |_| {
+        seen += 1;
+        seen <= n
+    }
+}
+
+/// The day condition of a per-day rollup query (and the customer's, if one is asked for): each
+/// day listed when a customer is asked for (one seek per day into rows keyed by day then
+/// customer), a range otherwise.
+fn push_days<'a>(q: &mut Query<'a>, query: &'a MeterQuery) {
+    let days = (query.end - query.start) / DAY;
+    match &query.customer {
+        Some(customer) if days <= MAX_LISTED_DAYS => {
+            q.push(" AND day IN (");
+            for n in 0..days.max(1) {
+                if n > 0 {
+                    q.push(", ");
+                }
+                q.push_bind(Window::Day.start_of(query.start) + n * DAY);
+            }
+            q.push(") AND customer = ").push_bind(customer.as_str());
+        }
+        customer => {
+            q.push(" AND day >= ")
+                .push_bind(Window::Day.start_of(query.start));
+            q.push(" AND day < ").push_bind(query.end);
+            if let Some(customer) = customer {
+                q.push(" AND customer = ").push_bind(customer.as_str());
+            }
+        }
+    }
+}

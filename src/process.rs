@@ -77,16 +77,29 @@ impl ServiceProcess {
 
     /// The resident memory of the process, in bytes (Linux), if it can be read.
     pub fn resident_bytes(&self) -> Option<u64> {
+        self.status_kib("VmRSS:").map(|kib| kib * 1024)
+    }
+
+    /// The most resident memory the process has had so far, in bytes (Linux).
+    pub fn peak_resident_bytes(&self) -> Option<u64> {
+        self.status_kib("VmHWM:").map(|kib| kib * 1024)
+    }
+
+    /// CPU time the process's threads have used so far (Linux).
+    pub fn cpu_time(&self) -> Option<std::time::Duration> {
+        cpu_time(self.child.id())
+    }
+
+    fn status_kib(&self, field: &str) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        let kib: u64 = status
+        status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))?
+            .find_map(|l| l.strip_prefix(field))?
             .trim()
             .trim_end_matches("kB")
             .trim()
             .parse()
-            .ok()?;
-        Some(kib * 1024)
+            .ok()
     }
 
     /// Asks the process to stop (SIGTERM) without waiting.
@@ -127,4 +140,20 @@ impl Drop for ServiceProcess {
             let _ = self.child.wait();
         }
     }
+}
+
+/// CPU time all threads of process `pid` have used so far, summed from each thread's
+/// `schedstat` (nanoseconds, unlike `stat`'s clock ticks) (Linux).
+pub fn cpu_time(pid: u32) -> Option<std::time::Duration> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut nanos = 0u64;
+    for task in tasks.flatten() {
+        let line = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+        nanos += line
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Some(std::time::Duration::from_nanos(nanos))
 }

@@ -6,6 +6,7 @@
 mod h2load;
 mod revocation;
 mod run;
+mod scale;
 
 use std::process::ExitCode;
 
@@ -33,6 +34,8 @@ struct Cli {
 enum Command {
     /// Measure how long a revoked key keeps working on another replica (p50/p99 over trials).
     Revocation(revocation::RevocationArgs),
+    /// Measure meters, filtered reads and the write path at billing scale (`--events 10000000`).
+    Scale(scale::ScaleArgs),
     /// Run identity-service (as `identity-service serve`).
     #[command(hide = true)]
     ServeIdentity(Box<identity_service::config::Settings>),
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         None => run::run(cli.bench),
         Some(Command::Revocation(args)) => revocation::run(args),
+        Some(Command::Scale(args)) => scale::run(args),
         Some(Command::ServeIdentity(settings)) => serve_one(async move |shutdown| {
             let app = identity_service::startup::Application::build(*settings).await?;
             Ok(app.run_until_stopped(shutdown).await?)

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use serde_json::{Value, json};
 use tollgate::database::DatabaseUrl;
-use tollgate::process::ServiceProcess;
+use tollgate::process::{ServiceProcess, cpu_time};
 use tollgate::proto::events::v1 as ev;
 use tollgate::proto::identity::v1 as id;
 use tollgate::telemetry::parse_duration;
@@ -56,20 +56,22 @@ pub struct BenchArgs {
 
 /// Latencies and counts of one measured run.
 #[derive(Debug)]
-struct Stats {
-    requests: u64,
-    errors: u64,
-    first_error: Option<String>,
+pub(crate) struct Stats {
+    pub(crate) requests: u64,
+    pub(crate) errors: u64,
+    pub(crate) first_error: Option<String>,
     seconds: f64,
-    latencies: Vec<Duration>,
+    pub(crate) latencies: Vec<Duration>,
+    /// Cores' worth of CPU used while measuring: (load generator, server), when recorded.
+    cpu: Option<(f64, f64)>,
 }
 
 impl Stats {
-    fn per_second(&self) -> f64 {
+    pub(crate) fn per_second(&self) -> f64 {
         self.requests as f64 / self.seconds
     }
 
-    fn percentile(&self, p: f64) -> Duration {
+    pub(crate) fn percentile(&self, p: f64) -> Duration {
         if self.latencies.is_empty() {
             return Duration::ZERO;
         }
@@ -77,13 +79,26 @@ impl Stats {
         self.latencies[rank.clamp(1, self.latencies.len()) - 1]
     }
 
-    fn json(&self) -> Value {
+    /// Both runs as one: their requests over their combined time.
+    pub(crate) fn merge(mut self, other: Stats) -> Stats {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.first_error = self.first_error.or(other.first_error);
+        self.seconds += other.seconds;
+        self.latencies.extend(other.latencies);
+        self.latencies.sort_unstable();
+        self.cpu = None;
+        self
+    }
+
+    pub(crate) fn json(&self) -> Value {
         json!({
             "requests": self.requests, "errors": self.errors, "seconds": self.seconds,
             "per_second": self.per_second(), "p50_ms": ms(self.percentile(50.0)),
             "p90_ms": ms(self.percentile(90.0)), "p99_ms": ms(self.percentile(99.0)),
             "max_ms": ms(self.latencies.last().copied().unwrap_or_default()),
             "first_error": self.first_error,
+            "load_generator_cpu": self.cpu.map(|c| c.0), "server_cpu": self.cpu.map(|c| c.1),
         })
     }
 }
@@ -94,12 +109,21 @@ pub(crate) fn ms(d: Duration) -> f64 {
 
 /// Runs `call` from `concurrency` tasks until `duration` has passed. `call` gets a sequence
 /// number, unique across tasks.
-async fn load<F, Fut>(concurrency: usize, duration: Duration, call: F) -> Stats
+pub(crate) async fn load<F, Fut>(concurrency: usize, duration: Duration, call: F) -> Stats
 where
     F: Fn(u64) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Result<(), tonic::Status>> + Send,
 {
-    let sequence = Arc::new(AtomicU64::new(0));
+    load_from(0, concurrency, duration, call).await
+}
+
+/// `load` with sequence numbers from `first` on.
+async fn load_from<F, Fut>(first: u64, concurrency: usize, duration: Duration, call: F) -> Stats
+where
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<(), tonic::Status>> + Send,
+{
+    let sequence = Arc::new(AtomicU64::new(first));
     let start = Instant::now();
     let deadline = start + duration;
     let tasks: Vec<_> = (0..concurrency)
@@ -129,6 +153,7 @@ where
         first_error: None,
         seconds: 0.0,
         latencies: Vec::new(),
+        cpu: None,
     };
     for task in tasks {
         if let Ok((latencies, errors, first_error)) = task.await {
@@ -143,14 +168,48 @@ where
     stats
 }
 
-/// `load` after a one-second warm-up whose figures are dropped.
-async fn measure<F, Fut>(concurrency: usize, duration: Duration, call: F) -> Stats
+/// `load` after a one-second warm-up whose figures are dropped. The run's sequence numbers
+/// continue the warm-up's, so an ingest run never resends a warm-up event id.
+pub(crate) async fn measure<F, Fut>(concurrency: usize, duration: Duration, call: F) -> Stats
 where
     F: Fn(u64) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Result<(), tonic::Status>> + Send,
 {
-    load(concurrency, Duration::from_secs(1), call.clone()).await;
-    load(concurrency, duration, call).await
+    let warm = load(concurrency, Duration::from_secs(1), call.clone()).await;
+    load_from(warm.requests, concurrency, duration, call).await
+}
+
+/// `measure` of a floor, also recording how busy the load generator (this process) and the
+/// server were: a floor is the server's only if the server's core is the full one.
+async fn measure_floor<F, Fut>(
+    server: &ServiceProcess,
+    concurrency: usize,
+    duration: Duration,
+    call: F,
+) -> Stats
+where
+    F: Fn(u64) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<(), tonic::Status>> + Send,
+{
+    let warm = load(concurrency, Duration::from_secs(1), call.clone()).await;
+    let before = (cpu_time(std::process::id()), server.cpu_time());
+    let mut stats = load_from(warm.requests, concurrency, duration, call).await;
+    let after = (cpu_time(std::process::id()), server.cpu_time());
+    if let ((Some(c0), Some(s0)), (Some(c1), Some(s1))) = (before, after) {
+        let busy = |a: Duration, b: Duration| (b - a).as_secs_f64() / stats.seconds;
+        stats.cpu = Some((busy(c0, c1), busy(s0, s1)));
+    }
+    stats
+}
+
+/// "load generator 0.62 cores, server 0.99 cores", or nothing when not recorded.
+fn cpu_note(stats: &Stats) -> String {
+    stats
+        .cpu
+        .map(|(client, server)| {
+            format!("; CPU: load generator {client:.2}, server {server:.2} cores")
+        })
+        .unwrap_or_default()
 }
 
 pub(crate) fn with_key<T>(key: &str, message: T) -> Result<tonic::Request<T>, tonic::Status> {
@@ -239,7 +298,7 @@ pub(crate) async fn stop(process: ServiceProcess) -> Result<Vec<String>, BoxErro
         .1)
 }
 
-fn machine(cores: usize) -> Value {
+pub(crate) fn machine(cores: usize) -> Value {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {
@@ -431,14 +490,24 @@ async fn load_batches(
     Ok(((batches as usize * BATCH) as f64 / seconds, seconds))
 }
 
-/// Runs the benchmark on a single-threaded runtime of its own: the load generator has one core,
-/// and one thread on it avoids the cross-thread wake-ups that would make it, not the server, the
-/// bottleneck of the floor.
+/// Runs the benchmark.
 pub fn run(args: BenchArgs) -> BenchResult {
+    run_pinned(args.no_pin, move |pin, cores| bench(args, pin, cores))
+}
+
+/// Runs `bench(pinned, cores)` on a single-threaded runtime of its own: the load generator has
+/// one core (core 0, when there are two and `taskset` exists, with the servers on core 1), and one
+/// thread on it avoids the cross-thread wake-ups that would make it, not the server, the
+/// bottleneck of the floor.
+pub(crate) fn run_pinned<F, Fut>(no_pin: bool, bench: F) -> BenchResult
+where
+    F: FnOnce(bool, usize) -> Fut + Send + 'static,
+    Fut: Future<Output = BenchResult>,
+{
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    let pin = !args.no_pin && cores >= 2 && Command::new("taskset").arg("-V").output().is_ok();
+    let pin = !no_pin && cores >= 2 && Command::new("taskset").arg("-V").output().is_ok();
     if pin {
         // Every thread of this process (the load generator) on core 0; servers go on core 1.
         Command::new("taskset")
@@ -451,7 +520,7 @@ pub fn run(args: BenchArgs) -> BenchResult {
             .build()
             .map_err(|e| e.to_string())?;
         runtime
-            .block_on(bench(args, pin, cores))
+            .block_on(bench(pin, cores))
             .map_err(|e| e.to_string())
     });
     match handle.join() {
@@ -485,7 +554,13 @@ async fn bench(args: BenchArgs, pin: bool, cores: usize) -> BenchResult {
 
     // identity-service: the floor, then Authorize.
     eprintln!("bench: identity-service floor and Authorize");
-    let id_floor = measure(c, d, health_call(H2Client::connect(identity.addr).await?)).await;
+    let id_floor = measure_floor(
+        &identity,
+        c,
+        d,
+        health_call(H2Client::connect(identity.addr).await?),
+    )
+    .await;
     let id_floor_1 = measure(1, d, health_call(H2Client::connect(identity.addr).await?)).await;
     let digests: Arc<Vec<Vec<u8>>> = Arc::new(
         keys.iter()
@@ -540,10 +615,11 @@ async fn bench(args: BenchArgs, pin: bool, cores: usize) -> BenchResult {
     rows.push([
         "identity floor: Health/Check".into(),
         format!(
-            "{:.0}/s, p50 {:.3} ms, p99 {:.3} ms",
+            "{:.0}/s, p50 {:.3} ms, p99 {:.3} ms{}",
             id_floor.per_second(),
             ms(id_floor.percentile(50.0)),
-            ms(id_floor.percentile(99.0))
+            ms(id_floor.percentile(99.0)),
+            cpu_note(&id_floor)
         ),
         "1.00".into(),
         "".into(),
@@ -595,7 +671,7 @@ async fn bench(args: BenchArgs, pin: bool, cores: usize) -> BenchResult {
     let events = servers.events(&events_db, &identity)?;
     let events_channel = channel(&events).await?;
     let events_h2 = H2Client::connect(events.addr).await?;
-    let ev_floor = measure(c, d, health_call(events_h2.clone())).await;
+    let ev_floor = measure_floor(&events, c, d, health_call(events_h2.clone())).await;
     let ev_floor_1 = measure(1, d, health_call(events_h2.clone())).await;
     figures.insert("events_floor_sequential".into(), ev_floor_1.json());
     let ingest_keys: Arc<Vec<String>> = Arc::new(keys[..10].to_vec());
@@ -606,9 +682,10 @@ async fn bench(args: BenchArgs, pin: bool, cores: usize) -> BenchResult {
     rows.push([
         "event floor: Health/Check".into(),
         format!(
-            "{:.0}/s, p50 {:.3} ms",
+            "{:.0}/s, p50 {:.3} ms{}",
             ev_floor.per_second(),
-            ms(ev_floor.percentile(50.0))
+            ms(ev_floor.percentile(50.0)),
+            cpu_note(&ev_floor)
         ),
         "1.00".into(),
         "".into(),
@@ -860,7 +937,7 @@ async fn bench(args: BenchArgs, pin: bool, cores: usize) -> BenchResult {
     Ok(())
 }
 
-fn verdict(met: bool) -> String {
+pub(crate) fn verdict(met: bool) -> String {
     if met { "yes".into() } else { "NO".into() }
 }
 

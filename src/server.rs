@@ -19,6 +19,12 @@ pub const LIVENESS: &str = "liveness";
 /// How often the database is pinged to keep the health status true.
 pub const DATABASE_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
+/// How long a database check may take before the database counts as unreachable. A ping waits
+/// for a pool connection, and a pool waits up to its acquire timeout (10 s on PostgreSQL) for a
+/// server that is down: without this bound, a check begun during an outage shorter than that
+/// answered once the server was back, and health never left SERVING.
+pub const DATABASE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The `grpc.health.v1` status of a service: the overall status (`""`) and that of each named
 /// gRPC service move together.
 #[derive(Clone)]
@@ -117,7 +123,10 @@ impl Health {
         P: Fn() -> F + Sync,
         F: Future<Output = bool> + Send,
     {
-        let status = if ping().await {
+        let reachable = tokio::time::timeout(DATABASE_CHECK_TIMEOUT, ping())
+            .await
+            .unwrap_or(false);
+        let status = if reachable {
             ServingStatus::Serving
         } else {
             ServingStatus::NotServing
@@ -461,5 +470,27 @@ impl Listeners {
             grpc_addr,
             metrics,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Paused time: the check's timeout elapses without waiting for it.
+    #[tokio::test(start_paused = true)]
+    async fn a_database_check_that_hangs_counts_as_unreachable() {
+        let (health, _server) = Health::new(&["tollgate.test.v1.Service"]).await;
+        let status = health
+            .check_database(
+                &|| std::future::pending::<bool>(),
+                Some(ServingStatus::Serving),
+            )
+            .await;
+        assert_eq!(status, ServingStatus::NotServing);
+        let status = health
+            .check_database(&|| async { true }, Some(status))
+            .await;
+        assert_eq!(status, ServingStatus::Serving);
     }
 }

@@ -161,6 +161,27 @@ async fn sqlite_pool_with(
         .await
 }
 
+/// Whether `e` says the database could not be reached or went away mid-request (a restart, a
+/// failover, a full pool), rather than refusing the statement. Such a request may be retried as
+/// it was, so clients are told UNAVAILABLE rather than INTERNAL. A write that failed this way
+/// during its commit may or may not have been stored: event ids and idempotent operations are
+/// what make the retry safe.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // SQLSTATE class 08 (connection exception), and the server shutting down (57P01 admin,
+        // 57P02 crash), starting up (57P03) or out of connections (53300).
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
+    }
+}
+
 /// A pool of at most `max_connections` on a PostgreSQL server, each connection cancelling any
 /// statement that runs longer than `statement_timeout` (PostgreSQL's `statement_timeout`), if
 /// given.

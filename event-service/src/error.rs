@@ -26,6 +26,10 @@ pub enum EventError {
     /// A fault of ours. The client gets a generic message; the cause is logged.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The database could not be reached; nothing the request asked for can be known to be
+    /// done, and the same request may be retried (an event's id makes a resend safe).
+    #[error("the event database is unavailable; retry with the same event ids")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The service is shutting down and no longer takes writes.
     #[error("event-service is shutting down; retry on another replica")]
     ShuttingDown,
@@ -38,9 +42,24 @@ impl EventError {
     }
 }
 
+impl EventError {
+    /// A store failure carrying `cause`: [`EventError::Unavailable`] if the database could not
+    /// be reached (`unavailable`), else a fault of ours.
+    pub(crate) fn store(
+        unavailable: bool,
+        cause: Box<dyn std::error::Error + Send + Sync>,
+    ) -> Self {
+        if unavailable {
+            Self::Unavailable(cause)
+        } else {
+            Self::Internal(cause)
+        }
+    }
+}
+
 impl From<StoreError> for EventError {
     fn from(e: StoreError) -> Self {
-        Self::Internal(Box::new(e))
+        Self::store(e.is_unavailable(), Box::new(e))
     }
 }
 
@@ -54,6 +73,10 @@ impl From<EventError> for Status {
             EventError::MeterExists(_) => Status::already_exists(e.to_string()),
             EventError::FailedPrecondition(m) => Status::failed_precondition(m),
             EventError::ShuttingDown => Status::unavailable(e.to_string()),
+            EventError::Unavailable(ref cause) => {
+                tracing::warn!(error = %tollgate::telemetry::error_chain(cause.as_ref()), "database unavailable");
+                Status::unavailable(e.to_string())
+            }
             EventError::Internal(cause) => {
                 tracing::error!(error = %tollgate::telemetry::error_chain(cause.as_ref()), "internal error");
                 Status::internal("internal error")

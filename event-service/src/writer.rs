@@ -196,7 +196,7 @@ impl Ingestor {
         answer
             .await
             .map_err(|_| EventError::ShuttingDown)?
-            .map_err(|e| EventError::Internal(Box::new(SharedStoreError(e))))
+            .map_err(|e| EventError::store(e.is_unavailable(), Box::new(SharedStoreError(e))))
     }
 }
 

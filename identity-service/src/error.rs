@@ -65,7 +65,12 @@ impl IdentityError {
 
 impl From<StoreError> for IdentityError {
     fn from(e: StoreError) -> Self {
-        Self::internal(e)
+        if e.is_unavailable() {
+            tracing::warn!(error = %tollgate::telemetry::error_chain(&e), "database unavailable");
+            Self::Unavailable("the identity database is unavailable; retry".into())
+        } else {
+            Self::internal(e)
+        }
     }
 }
 

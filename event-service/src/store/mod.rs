@@ -32,6 +32,14 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
 }
 
+impl StoreError {
+    /// Whether the database was unreachable rather than the request wrong: the caller may
+    /// retry it (see [`tollgate::database::is_unavailable`]).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Database(e) if tollgate::database::is_unavailable(e))
+    }
+}
+
 /// Events of one scope to insert together.
 pub type Batch<'a> = (&'a Scope, &'a [NewEvent]);
 

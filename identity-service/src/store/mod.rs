@@ -45,6 +45,14 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
 }
 
+impl StoreError {
+    /// Whether the database was unreachable rather than the request wrong: the caller may
+    /// retry it (see [`tollgate::database::is_unavailable`]).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Database(e) if tollgate::database::is_unavailable(e))
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         use sqlx::error::ErrorKind;

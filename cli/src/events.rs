@@ -8,7 +8,7 @@ use tollgate::proto::events::v1 as pb;
 
 use crate::CliResult;
 use crate::output::{print, table, time};
-use crate::remote::{Remote, status};
+use crate::remote::{Remote, retrying, status};
 
 /// Events per IngestEvents call (the service's maximum).
 const BATCH: usize = 1000;
@@ -117,8 +117,14 @@ fn event_input(i: usize, v: &Value) -> Result<pb::EventInput, Box<dyn std::error
         Some(Value::Object(map)) => Some(tollgate::json::map_to_struct(map.clone())),
         Some(_) => return Err(format!("event {i}: properties must be an object").into()),
     };
+    // An event without an id gets one here rather than on the server, so that a batch resent
+    // after UNAVAILABLE (see `retrying`) is stored once.
+    let event_id = match text("event_id") {
+        id if id.is_empty() => event_service::model::generate_event_id(),
+        id => id,
+    };
     Ok(pb::EventInput {
-        event_id: text("event_id"),
+        event_id,
         event_name: text("event_name"),
         external_customer_id: text("external_customer_id"),
         timestamp,
@@ -136,14 +142,20 @@ pub async fn events(command: EventsCommand) -> CliResult {
                 .enumerate()
                 .map(|(i, v)| event_input(i, v))
                 .collect::<Result<Vec<_>, _>>()?;
-            let mut client =
-                pb::event_service_client::EventServiceClient::new(remote.events().await?);
+            let client = pb::event_service_client::EventServiceClient::new(remote.events().await?);
             let mut results = Vec::new();
             for (n, chunk) in inputs.chunks(BATCH).enumerate() {
-                let request = remote.request(pb::IngestEventsRequest {
-                    events: chunk.to_vec(),
-                })?;
-                let response = client.ingest_events(request).await.map_err(|e| {
+                let response = retrying(|| {
+                    let mut client = client.clone();
+                    let request = remote
+                        .request(pb::IngestEventsRequest {
+                            events: chunk.to_vec(),
+                        })
+                        .map_err(|e| tonic::Status::invalid_argument(e.to_string()));
+                    async move { client.ingest_events(request?).await }
+                })
+                .await
+                .map_err(|e| {
                     format!(
                         "batch {} (events {} to {}) was not stored: {}",
                         n + 1,

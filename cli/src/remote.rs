@@ -85,6 +85,36 @@ async fn connect(url: &str) -> Result<Channel, Box<dyn std::error::Error>> {
         .map_err(|e| format!("cannot reach {url}: {e}"))?)
 }
 
+/// How many times a call is tried, and the pause before each retry (doubling from the first,
+/// capped at the last): the retry policy docs/operations.md gives for any client (a gRPC service
+/// config), applied by hand because tonic does not read service configs.
+const ATTEMPTS: u32 = 5;
+const FIRST_BACKOFF: std::time::Duration = std::time::Duration::from_millis(200);
+const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Makes `call` until it succeeds or fails with anything but UNAVAILABLE, at most [`ATTEMPTS`]
+/// times. UNAVAILABLE means nothing is known to be done (a replica restarting, the database
+/// away, identity-service unreachable), so only calls that may safely run twice go through
+/// here: reads, and ingests whose every event carries an id.
+pub async fn retrying<T, Fut>(mut call: impl FnMut() -> Fut) -> Result<T, tonic::Status>
+where
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    let mut backoff = FIRST_BACKOFF;
+    let mut attempt = 1;
+    loop {
+        match call().await {
+            Err(e) if e.code() == tonic::Code::Unavailable && attempt < ATTEMPTS => {
+                eprintln!("{:?}: {}; retrying in {backoff:?}", e.code(), e.message());
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
 /// A gRPC error as a person reads it: the status code and the server's message.
 pub fn status(e: tonic::Status) -> Box<dyn std::error::Error> {
     format!("{:?}: {}", e.code(), e.message()).into()
@@ -106,5 +136,42 @@ mod tests {
         let printed = format!("{remote:?}");
         assert!(!printed.contains(key.expose()), "{printed}");
         assert!(printed.contains("sk_live_..."), "{printed}");
+    }
+
+    // Paused time: the backoff sleeps advance the clock instead of waiting.
+    #[tokio::test(start_paused = true)]
+    async fn retries_unavailable_only_and_gives_up_after_the_attempts() {
+        let calls = std::cell::Cell::new(0);
+        let answer = retrying(|| {
+            calls.set(calls.get() + 1);
+            let n = calls.get();
+            async move {
+                if n < 3 {
+                    Err(tonic::Status::unavailable("restarting"))
+                } else {
+                    Ok(n)
+                }
+            }
+        })
+        .await;
+        assert_eq!(answer.unwrap(), 3);
+
+        calls.set(0);
+        let answer: Result<(), _> = retrying(|| {
+            calls.set(calls.get() + 1);
+            async { Err(tonic::Status::unavailable("down")) }
+        })
+        .await;
+        assert_eq!(answer.unwrap_err().code(), tonic::Code::Unavailable);
+        assert_eq!(calls.get(), ATTEMPTS);
+
+        calls.set(0);
+        let answer: Result<(), _> = retrying(|| {
+            calls.set(calls.get() + 1);
+            async { Err(tonic::Status::internal("internal error")) }
+        })
+        .await;
+        assert_eq!(answer.unwrap_err().code(), tonic::Code::Internal);
+        assert_eq!(calls.get(), 1, "only UNAVAILABLE is retried");
     }
 }

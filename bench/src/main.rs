@@ -3,7 +3,9 @@
 //! `serve-events` commands, so one build holds everything a run needs.
 #![forbid(unsafe_code)]
 
+mod faults;
 mod h2load;
+mod pg_cluster;
 mod revocation;
 mod run;
 mod scale;
@@ -34,6 +36,9 @@ struct Cli {
 enum Command {
     /// Measure how long a revoked key keeps working on another replica (p50/p99 over trials).
     Revocation(revocation::RevocationArgs),
+    /// Inject faults under load into 2 + 2 replicas on a private PostgreSQL cluster, and check
+    /// that nothing acknowledged was lost and nothing unauthorized got through.
+    Faults(faults::FaultsArgs),
     /// Measure meters, filtered reads and the write path at billing scale (`--events 10000000`).
     Scale(scale::ScaleArgs),
     /// Run identity-service (as `identity-service serve`).
@@ -57,6 +62,7 @@ fn main() -> ExitCode {
         None => run::run(cli.bench),
         Some(Command::Revocation(args)) => revocation::run(args),
         Some(Command::Scale(args)) => scale::run(args),
+        Some(Command::Faults(args)) => faults::run(args),
         Some(Command::ServeIdentity(settings)) => serve_one(async move |shutdown| {
             let app = identity_service::startup::Application::build(*settings).await?;
             Ok(app.run_until_stopped(shutdown).await?)

@@ -6,6 +6,7 @@
 //! can be read as a fraction of what a trivial RPC costs on this machine.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
@@ -219,6 +220,10 @@ pub(crate) fn with_key<T>(key: &str, message: T) -> Result<tonic::Request<T>, to
 
 /// Starts the server processes: this binary's hidden serve commands, pinned to core 1 when
 /// `pin`.
+/// Any free port on loopback.
+const ANY_PORT: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+
 pub(crate) struct Servers {
     pub(crate) exe: PathBuf,
     pub(crate) pin: bool,
@@ -241,10 +246,20 @@ impl Servers {
     }
 
     pub(crate) fn identity(&self, db: &DatabaseUrl) -> Result<ServiceProcess, BoxError> {
+        self.identity_at(db, ANY_PORT)
+    }
+
+    /// An identity-service listening on `addr` (a fixed port: a restarted replica comes back
+    /// where its clients know it).
+    pub(crate) fn identity_at(
+        &self,
+        db: &DatabaseUrl,
+        addr: SocketAddr,
+    ) -> Result<ServiceProcess, BoxError> {
         let args = [
             "serve-identity",
             "--listen-addr",
-            "127.0.0.1:0",
+            &addr.to_string(),
             "--database-url",
             &db_arg(db),
         ]
@@ -260,14 +275,24 @@ impl Servers {
         db: &DatabaseUrl,
         identity: &ServiceProcess,
     ) -> Result<ServiceProcess, BoxError> {
+        self.events_at(db, identity.addr, ANY_PORT)
+    }
+
+    /// An event-service listening on `addr` that asks the identity-service at `identity`.
+    pub(crate) fn events_at(
+        &self,
+        db: &DatabaseUrl,
+        identity: SocketAddr,
+        addr: SocketAddr,
+    ) -> Result<ServiceProcess, BoxError> {
         let args = [
             "serve-events",
             "--listen-addr",
-            "127.0.0.1:0",
+            &addr.to_string(),
             "--database-url",
             &db_arg(db),
             "--identity-url",
-            &format!("http://{}", identity.addr),
+            &format!("http://{identity}"),
         ]
         .map(String::from);
         Ok(ServiceProcess::start(

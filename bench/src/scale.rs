@@ -155,11 +155,10 @@ impl Workload {
 
     /// Where loaded event `n` falls: evenly over the 30 days.
     fn loaded_at(&self, n: u64) -> DateTime<Utc> {
-        let span = DAYS * 86_400_000_000;
-        self.start
-            + chrono::Duration::microseconds(
-                (n as i64).saturating_mul(span) / self.loaded.max(1) as i64,
-            )
+        // In 128 bits: n times 30 days of microseconds passes i64 from n = 3.6M on.
+        let span = i128::from(DAYS) * 86_400_000_000;
+        let offset = i128::from(n) * span / i128::from(self.loaded.max(1));
+        self.start + chrono::Duration::microseconds(i64::try_from(offset).unwrap_or(i64::MAX))
     }
 
     fn batch(
@@ -810,5 +809,28 @@ async fn database_bytes(db: &DatabaseUrl, dir: &std::path::Path) -> Option<u64> 
                 .ok()?;
             u64::try_from(size).ok()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ten_million_events_spread_over_all_thirty_days() {
+        let start = DateTime::<Utc>::UNIX_EPOCH;
+        let work = Workload {
+            customers: 1000,
+            start,
+            loaded: 10_000_000,
+        };
+        let last = work.loaded_at(work.loaded - 1);
+        assert!(last < start + chrono::Duration::days(DAYS), "{last}");
+        assert!(
+            last > start + chrono::Duration::days(DAYS) - chrono::Duration::seconds(1),
+            "{last}"
+        );
+        let middle = work.loaded_at(work.loaded / 2);
+        assert_eq!(middle, start + chrono::Duration::days(DAYS / 2));
     }
 }

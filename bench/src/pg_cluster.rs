@@ -1,0 +1,146 @@
+//! A PostgreSQL cluster of a run's own: `initdb` into a temporary folder, served on a free
+//! loopback port, stopped (and deleted) when dropped. A fault run stops and starts it at will;
+//! the shared server other tests use is never touched.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::run::BoxError;
+
+/// A private cluster, running between [`Cluster::start`] and [`Cluster::stop`].
+#[derive(Debug)]
+pub(crate) struct Cluster {
+    /// Holds the data folder, the socket and the server's log.
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+    /// PostgreSQL refuses to run as root: when we are root, its programs run as `postgres`.
+    as_postgres: bool,
+}
+
+/// How the server is shut down (`pg_ctl stop -m`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Shutdown {
+    /// Disconnects clients, then checkpoints: a planned restart.
+    Fast,
+    /// Aborts without a checkpoint; the next start recovers from the WAL: a crash.
+    Immediate,
+}
+
+impl Shutdown {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Shutdown::Fast => "fast",
+            Shutdown::Immediate => "immediate",
+        }
+    }
+}
+
+impl Cluster {
+    /// Creates a cluster with `bin`'s `initdb` (trust authentication on loopback, user
+    /// `postgres`) and starts it.
+    pub(crate) fn create(bin: &Path) -> Result<Self, BoxError> {
+        let dir = tempfile::Builder::new()
+            .prefix("tollgate-faults-pg")
+            .tempdir()?;
+        let as_postgres = running_as_root()?;
+        if as_postgres {
+            run(Command::new("chown").args(["postgres:"]).arg(dir.path()))?;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let cluster = Self {
+            dir,
+            bin: bin.to_owned(),
+            port,
+            as_postgres,
+        };
+        let mut initdb = cluster.program("initdb");
+        initdb
+            .arg("-D")
+            .arg(cluster.data())
+            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8"]);
+        run(&mut initdb)?;
+        cluster.start()?;
+        Ok(cluster)
+    }
+
+    /// The server's URL (database `postgres`).
+    pub(crate) fn url(&self) -> Result<url::Url, BoxError> {
+        Ok(format!("postgres://postgres@127.0.0.1:{}/postgres", self.port).parse()?)
+    }
+
+    /// Starts the server and returns once it accepts connections.
+    pub(crate) fn start(&self) -> Result<(), BoxError> {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.dir.path().display()
+        );
+        let mut pg_ctl = self.program("pg_ctl");
+        pg_ctl
+            .arg("-D")
+            .arg(self.data())
+            .args(["-w", "-t", "60", "-o", &options, "-l"])
+            .arg(self.dir.path().join("server.log"))
+            .arg("start");
+        run(&mut pg_ctl)
+    }
+
+    /// Stops the server in `mode` and returns once it is down.
+    pub(crate) fn stop(&self, mode: Shutdown) -> Result<(), BoxError> {
+        let mut pg_ctl = self.program("pg_ctl");
+        pg_ctl
+            .arg("-D")
+            .arg(self.data())
+            .args(["-w", "-t", "60", "-m", mode.name(), "stop"]);
+        run(&mut pg_ctl)
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn program(&self, name: &str) -> Command {
+        let program = self.bin.join(name);
+        if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(program);
+            c
+        } else {
+            Command::new(program)
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Stopped already if a fault left it down; the folder goes with `dir`.
+        let _ = self.stop(Shutdown::Immediate);
+    }
+}
+
+fn running_as_root() -> Result<bool, BoxError> {
+    let out = Command::new("id").arg("-u").output()?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim() == "0")
+}
+
+/// Runs `command` to the end; its output becomes the error if it fails.
+fn run(command: &mut Command) -> Result<(), BoxError> {
+    let out = command
+        .output()
+        .map_err(|e| format!("cannot run {:?}: {e}", command.get_program()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{:?} failed ({}): {}{}",
+            command,
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into())
+    }
+}

@@ -10,9 +10,7 @@ use sqlx::{Arguments, SqliteConnection, SqlitePool};
 use super::{INSERT_COLUMNS, Row, StoreError};
 
 /// Readers run in parallel under WAL; writes have a connection of their own besides these.
-/// Each reader holds a page cache (2 MiB once warm) and prepared statements of its own, so
-/// readers beyond what the cores can run at once cost resident memory and buy nothing.
-const READERS: u32 = 4;
+const READERS: u32 = 8;
 /// The writer connection's page cache (the readers keep SQLite's default of 2 MiB each). It
 /// holds the upper levels and the recently written leaves of the four B-trees an insert changes,
 /// which a smaller cache re-reads on every commit (sizes measured in docs/benchmarks.md).

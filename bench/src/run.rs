@@ -218,12 +218,12 @@ pub(crate) fn with_key<T>(key: &str, message: T) -> Result<tonic::Request<T>, to
         .map_err(|_| tonic::Status::internal("key is not a header value"))
 }
 
-/// Starts the server processes: this binary's hidden serve commands, pinned to core 1 when
-/// `pin`.
 /// Any free port on loopback.
 const ANY_PORT: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
 
+/// Starts the server processes: this binary's hidden serve commands, pinned to core 1 when
+/// `pin`.
 pub(crate) struct Servers {
     pub(crate) exe: PathBuf,
     pub(crate) pin: bool,

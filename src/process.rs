@@ -104,13 +104,19 @@ impl ServiceProcess {
 
     /// Asks the process to stop (SIGTERM) without waiting.
     pub fn terminate(&self) -> std::io::Result<()> {
+        self.signal("TERM")
+    }
+
+    /// Sends the signal named `name` (`TERM`, `STOP`, `CONT`, …) without waiting.
+    pub fn signal(&self, name: &str) -> std::io::Result<()> {
         let status = std::process::Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
             .status()?;
         if status.success() {
             Ok(())
         } else {
-            Err(std::io::Error::other("kill -TERM failed"))
+            Err(std::io::Error::other(format!("kill -{name} failed")))
         }
     }
 

@@ -25,7 +25,6 @@ use tokio::task::block_in_place;
 use tollgate::database::DatabaseUrl;
 use tollgate::process::ServiceProcess;
 use tollgate::proto::events::v1 as ev;
-use tollgate::proto::identity::v1 as id;
 use tollgate::telemetry::parse_duration;
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -33,7 +32,7 @@ use tonic_health::pb::health_client::HealthClient;
 
 use crate::BenchResult;
 use crate::pg_cluster::{Cluster, Shutdown};
-use crate::run::{BoxError, Servers, ms, verdict, with_key};
+use crate::run::{BoxError, ScratchDatabase, Servers, ms, service_keys, verdict, with_key};
 
 /// How long a client waits for one answer before it resends.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -228,21 +227,14 @@ impl Stack {
     }
 
     fn signal(&self, replica: Replica, signal: &str) -> Result<(), BoxError> {
-        let process = match replica {
+        match replica {
             Replica::Identity(i) => &self.identity[i],
             Replica::Events(i) => &self.events[i],
         }
         .as_ref()
-        .ok_or("the replica is not running")?;
-        let status = std::process::Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(process.child.id().to_string())
-            .status()?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(format!("kill -{signal} failed").into())
-        }
+        .ok_or("the replica is not running")?
+        .signal(signal)?;
+        Ok(())
     }
 
     fn stop_all(&mut self) -> Result<(), BoxError> {
@@ -292,8 +284,9 @@ fn free_addr() -> Result<SocketAddr, BoxError> {
 pub async fn measure(servers: &Servers, args: &FaultsArgs) -> Result<Value, BoxError> {
     let cluster = block_in_place(|| Cluster::create(&args.pg_bin))?;
     let server = cluster.url()?;
-    let identity_db = create_database(&server, "identity").await?;
-    let events_db = create_database(&server, "events").await?;
+    // Dropped with the cluster, which goes at the end of the run.
+    let identity_db = ScratchDatabase::create(&server).await?.url;
+    let events_db = ScratchDatabase::create(&server).await?.url;
     let admin = identity_service::Identity::open(&identity_db)
         .await?
         .bootstrap_tenant("faults", "admin", "tollgate-bench")
@@ -357,46 +350,12 @@ pub async fn measure(servers: &Servers, args: &FaultsArgs) -> Result<Value, BoxE
     ))
 }
 
-async fn create_database(server: &url::Url, name: &str) -> Result<DatabaseUrl, BoxError> {
-    use sqlx::{Connection, Executor};
-    let mut admin = sqlx::PgConnection::connect(server.as_str()).await?;
-    admin
-        .execute(format!(r#"CREATE DATABASE "{name}""#).as_str())
-        .await?;
-    let mut url = server.clone();
-    url.set_path(name);
-    Ok(DatabaseUrl::Postgres(url))
-}
-
-/// A new service account that may send and read events, and a key of it.
+/// A key of a new service account that may send and read events.
 async fn new_key(identity: &Channel, admin: &str) -> Result<String, BoxError> {
-    let mut users = id::user_service_client::UserServiceClient::new(identity.clone());
-    let mut keys = id::api_key_service_client::ApiKeyServiceClient::new(identity.clone());
-    let account = users
-        .create_user(with_key(
-            admin,
-            id::CreateUserRequest {
-                r#type: id::UserType::ServiceAccount.into(),
-                roles: vec!["event_ingestor".into(), "event_reader".into()],
-                name: "fault run".into(),
-            },
-        )?)
+    Ok(service_keys(identity.clone(), admin, 1)
         .await?
-        .into_inner()
-        .user
-        .ok_or("no user in response")?;
-    Ok(keys
-        .create_api_key(with_key(
-            admin,
-            id::CreateApiKeyRequest {
-                name: "fault run".into(),
-                service_account_id: account.id,
-                ..Default::default()
-            },
-        )?)
-        .await?
-        .into_inner()
-        .api_key)
+        .pop()
+        .ok_or("no key made")?)
 }
 
 fn event(id: String, name: &str, customer: String) -> ev::IngestEventRequest {

@@ -363,7 +363,7 @@ async fn bootstrap(db: &DatabaseUrl) -> Result<(String, String), BoxError> {
 }
 
 /// Service-account keys with both event roles.
-async fn service_keys(
+pub(crate) async fn service_keys(
     identity: Channel,
     admin: &str,
     count: usize,

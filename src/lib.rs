@@ -9,6 +9,7 @@ pub mod args;
 pub mod base62;
 pub mod codec;
 pub mod database;
+pub mod http;
 pub mod ids;
 pub mod invalid;
 pub mod json;

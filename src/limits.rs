@@ -53,9 +53,11 @@ impl Default for ServerLimits {
 }
 
 impl ServerLimits {
-    /// A tonic server builder with these bounds.
+    /// A tonic server builder with these bounds. It accepts HTTP/1.1 beside HTTP/2: the JSON
+    /// routes share the gRPC port, and curl speaks HTTP/1.1 to a plaintext port.
     pub fn server(&self) -> tonic::transport::Server {
         tonic::transport::Server::builder()
+            .accept_http1(true)
             .max_concurrent_streams(self.max_concurrent_streams)
             .timeout(self.request_timeout)
     }

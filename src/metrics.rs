@@ -145,6 +145,12 @@ where
         let response = self.inner.call(request);
         Box::pin(async move {
             let response = response.await;
+            // An HTTP route labels its answer with its pattern and the gRPC code it stands for.
+            let route = response
+                .as_ref()
+                .ok()
+                .and_then(|r| r.extensions().get::<crate::http::RouteLabel>().copied());
+            let method = route.map_or(method, |r| r.route);
             metrics
                 .latency
                 .with_label_values(&[method])
@@ -152,6 +158,9 @@ where
             // A unary RPC that fails answers with its status in the headers (trailers-only);
             // one that succeeds has no grpc-status header and ends with OK in its trailers.
             let code = match &response {
+                Ok(_) if route.is_some_and(|r| r.code != tonic::Code::Ok) => {
+                    Cow::Owned(format!("{:?}", route.map_or(tonic::Code::Ok, |r| r.code)))
+                }
                 Ok(r) => r
                     .headers()
                     .get("grpc-status")

@@ -286,6 +286,16 @@ impl Stack {
         self.identity.keys()
     }
 
+    /// identity-service's HTTP base URL (its JSON routes share the gRPC port).
+    pub fn identity_http(&self) -> String {
+        format!("http://{}", self.identity.addr)
+    }
+
+    /// event-service's HTTP base URL.
+    pub fn events_http(&self) -> String {
+        format!("http://{}", self.events.addr)
+    }
+
     /// event-service's client.
     pub fn events(&self) -> ev::event_service_client::EventServiceClient<Channel> {
         ev::event_service_client::EventServiceClient::new(self.events_channel.clone())
@@ -598,4 +608,49 @@ fn tokio_stream_incoming(
     listener: tokio::net::TcpListener,
 ) -> tonic::transport::server::TcpIncoming {
     tonic::transport::server::TcpIncoming::from(listener)
+}
+
+/// What an HTTP request answered: its status and JSON body (`Null` for an empty one).
+#[derive(Debug, Clone)]
+pub struct HttpAnswer {
+    /// The status code.
+    pub status: u16,
+    /// The body, as JSON.
+    pub body: serde_json::Value,
+}
+
+/// Sends `method url` over HTTP/1.1 with `key` in `x-api-key` and `body` as JSON, as curl would.
+pub async fn http_json(
+    method: &str,
+    url: &str,
+    key: Option<&str>,
+    body: Option<&serde_json::Value>,
+) -> HttpAnswer {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<hyper::body::Bytes>>();
+    let mut request = http::Request::builder().method(method).uri(url);
+    if let Some(key) = key {
+        request = request.header("x-api-key", key);
+    }
+    let payload = match body {
+        Some(body) => {
+            request = request.header("content-type", "application/json");
+            serde_json::to_vec(body).unwrap()
+        }
+        None => Vec::new(),
+    };
+    let response = client
+        .request(request.body(payload.into()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body = if bytes.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|e| panic!("{method} {url}: not JSON ({e}): {bytes:?}"))
+    };
+    HttpAnswer { status, body }
 }

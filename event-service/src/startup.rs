@@ -227,24 +227,27 @@ impl Application {
                     "event-service listening"
                 );
                 // Outermost, the metrics layer sees every request, refusals included. The auth
-                // layer wraps every route: it lets health and reflection through and checks
-                // EventService requests before routing, so no handler runs unauthorized.
+                // layer wraps every route: it lets health, reflection and the HTTP routes through
+                // and checks EventService and MeterService requests before routing, so no gRPC
+                // handler runs unauthorized. An HTTP handler authorizes first, with the same
+                // decision cache (`authz::layer::authorize`).
                 let mut server = settings.limits.server();
                 if let Some(tls) = tls {
                     server = server.tls_config(tls)?;
                 }
+                let (events, meters) = (EventApi::new(events), MeterApi::new(meters));
+                let size = settings.limits.max_message_size;
+                let routes = tollgate::http::beside_grpc(
+                    served.routes,
+                    crate::http::router(events.clone(), meters.clone(), auth.clone()),
+                    size,
+                );
                 server
                     .layer(metrics_layer)
                     .layer(AuthLayer::new(auth))
-                    .add_routes(served.routes)
-                    .add_service(
-                        EventServiceServer::new(EventApi::new(events))
-                            .max_decoding_message_size(settings.limits.max_message_size),
-                    )
-                    .add_service(
-                        MeterServiceServer::new(MeterApi::new(meters))
-                            .max_decoding_message_size(settings.limits.max_message_size),
-                    )
+                    .add_routes(routes)
+                    .add_service(EventServiceServer::new(events).max_decoding_message_size(size))
+                    .add_service(MeterServiceServer::new(meters).max_decoding_message_size(size))
                     .serve_with_incoming_shutdown(served.incoming, served.shutdown)
                     .await
             })

@@ -1,7 +1,8 @@
 //! identity-service: tenants, users and service accounts, the role table, API keys, and the
 //! `Authorize` decisions other services ask for.
 //!
-//! Imports run one way: the gRPC adapter ([`grpc`]) converts wire types into the domain types of
+//! Imports run one way: the gRPC adapter ([`grpc`]), and the HTTP/JSON adapter ([`http`]) that
+//! frames the same calls as JSON, convert wire types into the domain types of
 //! [`model`] and calls the operations of [`Identity`] ([`users`], [`api_keys`], [`authorize`],
 //! [`revocations`], [`audit`], [`tenants`]), which talk to an [`store::IdentityStore`] (SQLite or PostgreSQL, behind a
 //! key-record cache) and can be used without a server.
@@ -13,6 +14,7 @@ pub mod authorize;
 pub mod config;
 pub mod error;
 pub mod grpc;
+pub mod http;
 pub mod metrics;
 pub mod model;
 pub mod revocations;

@@ -157,9 +157,14 @@ impl Application {
                 }
                 let size = settings.limits.max_message_size;
                 let api = api.ending_streams_with(served.health.clone());
+                let routes = tollgate::http::beside_grpc(
+                    served.routes,
+                    crate::http::router(api.clone()),
+                    size,
+                );
                 server
                     .layer(layer)
-                    .add_routes(served.routes)
+                    .add_routes(routes)
                     .add_service(
                         UserServiceServer::new(api.clone()).max_decoding_message_size(size),
                     )

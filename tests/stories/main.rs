@@ -8,6 +8,7 @@ mod access;
 mod events;
 mod fail_closed;
 mod hostile;
+mod http_api;
 mod meters;
 mod revocation;
 

@@ -12,12 +12,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{Request, Response};
+use http::{HeaderMap, Request, Response};
 use tollgate::metadata::{API_KEY_HEADER, AUTHORIZATION_HEADER, presented_api_key};
 use tollgate::permissions::Permission;
 use tonic::Status;
 use tower::{Layer, Service};
 
+use super::Principal;
 use super::cache::{AuthCache, Refusal};
 
 /// The permission each EventService and MeterService RPC needs; `None` for paths that are
@@ -93,24 +94,33 @@ where
             let Some(permission) = permission_for(request.uri().path()) else {
                 return inner.call(request).await;
             };
-            let headers = request.headers();
-            let presented = presented_api_key(
-                headers.get(API_KEY_HEADER).map(|v| v.as_bytes()),
-                headers.get(AUTHORIZATION_HEADER).map(|v| v.as_bytes()),
-            );
-            let secret = match presented {
-                Ok(secret) => secret,
-                Err(e) => return Ok(Status::unauthenticated(e.to_string()).into_http()),
-            };
-            match cache.check(&secret, permission).await {
+            match authorize(&cache, request.headers(), permission).await {
                 Ok(principal) => {
                     request.extensions_mut().insert(principal);
                     inner.call(request).await
                 }
-                Err(refusal) => Ok(status_of(&refusal).into_http()),
+                Err(status) => Ok(status.into_http()),
             }
         })
     }
+}
+
+/// The principal of the key `headers` present, if it holds `permission`: the one decision
+/// both gRPC requests (through [`AuthLayer`]) and HTTP requests (in their handlers) go through.
+pub async fn authorize(
+    cache: &AuthCache,
+    headers: &HeaderMap,
+    permission: Permission,
+) -> Result<Arc<Principal>, Status> {
+    let presented = presented_api_key(
+        headers.get(API_KEY_HEADER).map(|v| v.as_bytes()),
+        headers.get(AUTHORIZATION_HEADER).map(|v| v.as_bytes()),
+    );
+    let secret = presented.map_err(|e| Status::unauthenticated(e.to_string()))?;
+    cache
+        .check(&secret, permission)
+        .await
+        .map_err(|refusal| status_of(&refusal))
 }
 
 fn status_of(refusal: &Refusal) -> Status {

@@ -4,7 +4,8 @@
 //! server spends answering a health check, so on a core of its own it, not the server, would
 //! set the "floor". This client sends pre-encoded messages straight onto h2 streams, so the
 //! server is what saturates. It speaks only what the benchmark needs: unary calls, metadata,
-//! and the status in headers or trailers.
+//! and the status in headers or trailers; and, for the HTTP/JSON routes, a JSON POST over the
+//! same kind of connection, so that the two APIs are compared on one transport.
 
 use std::net::SocketAddr;
 
@@ -45,31 +46,12 @@ impl H2Client {
         message: &Bytes,
         metadata: &[(&'static str, &str)],
     ) -> Result<Bytes, Status> {
-        let fail = |e: h2::Error| Status::unavailable(e.to_string());
-        let mut send = self.send.clone().ready().await.map_err(fail)?;
-        let mut request = http::Request::builder()
-            .method("POST")
-            .uri(format!("http://{}{path}", self.authority))
-            .header("content-type", "application/grpc")
-            .header("te", "trailers");
-        for (name, value) in metadata {
-            request = request.header(*name, *value);
-        }
-        let request = request
-            .body(())
-            .map_err(|e| Status::internal(e.to_string()))?;
-        let (response, mut stream) = send.send_request(request, false).map_err(fail)?;
-        stream.send_data(frame(message), true).map_err(fail)?;
-        let (parts, mut body) = response.await.map_err(fail)?.into_parts();
+        let (parts, data, trailers) = self
+            .exchange(path, "application/grpc", frame(message), metadata)
+            .await?;
         // A failed call is often trailers-only: the status comes with the headers.
         status_of(&parts.headers)?;
-        let mut data = BytesMut::new();
-        while let Some(chunk) = body.data().await {
-            let chunk = chunk.map_err(fail)?;
-            let _ = body.flow_control().release_capacity(chunk.len());
-            data.extend_from_slice(&chunk);
-        }
-        if let Some(trailers) = body.trailers().await.map_err(fail)? {
+        if let Some(trailers) = trailers {
             status_of(&trailers)?;
         }
         // Skip the 5-byte gRPC frame header (compression flag and length).
@@ -78,7 +60,62 @@ impl H2Client {
                 "response shorter than a gRPC frame header",
             ));
         }
-        Ok(data.freeze().slice(5..))
+        Ok(data.slice(5..))
+    }
+
+    /// POSTs a JSON `body` to an HTTP route over the same kind of connection; an answer other
+    /// than 200 is an error carrying its body.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &Bytes,
+        headers: &[(&'static str, &str)],
+    ) -> Result<Bytes, Status> {
+        let (parts, data, _) = self
+            .exchange(path, "application/json", body.clone(), headers)
+            .await?;
+        if parts.status != http::StatusCode::OK {
+            return Err(Status::unknown(format!(
+                "{path} answered {}: {}",
+                parts.status,
+                String::from_utf8_lossy(&data)
+            )));
+        }
+        Ok(data)
+    }
+
+    /// Sends one request and reads the whole response: its head, body and trailers.
+    async fn exchange(
+        &self,
+        path: &str,
+        content_type: &'static str,
+        body: Bytes,
+        headers: &[(&'static str, &str)],
+    ) -> Result<(http::response::Parts, Bytes, Option<http::HeaderMap>), Status> {
+        let fail = |e: h2::Error| Status::unavailable(e.to_string());
+        let mut send = self.send.clone().ready().await.map_err(fail)?;
+        let mut request = http::Request::builder()
+            .method("POST")
+            .uri(format!("http://{}{path}", self.authority))
+            .header("content-type", content_type)
+            .header("te", "trailers");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(())
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let (response, mut stream) = send.send_request(request, false).map_err(fail)?;
+        stream.send_data(body, true).map_err(fail)?;
+        let (parts, mut body) = response.await.map_err(fail)?.into_parts();
+        let mut data = BytesMut::new();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.map_err(fail)?;
+            let _ = body.flow_control().release_capacity(chunk.len());
+            data.extend_from_slice(&chunk);
+        }
+        let trailers = body.trailers().await.map_err(fail)?;
+        Ok((parts, data.freeze(), trailers))
     }
 }
 

@@ -251,7 +251,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, HttpError> {
             Some(at) if !inner.is_syntax() && !inner.is_eof() => message[..at].to_owned(),
             _ => message,
         };
-        if field == "." {
+        // A syntax error has no field to name ("?"), nor has a body of the wrong kind (".").
+        if field == "." || field == "?" {
             HttpError::invalid(
                 "body",
                 format!("the request body is not valid JSON: {message}"),
@@ -294,7 +295,7 @@ where
             .map_err(|e| {
                 let field = e.path().to_string();
                 let message = e.into_inner().to_string();
-                if field == "." {
+                if field == "." || field == "?" {
                     HttpError::invalid("query", format!("query string: {message}"))
                 } else {
                     HttpError::invalid(field.clone(), format!("{field}: {message}"))

@@ -293,3 +293,40 @@ fn unreadable_tls_files_are_configuration_errors() {
         "{err}"
     );
 }
+
+/// The HTTP/JSON routes share each TLS port: curl negotiates HTTP/2 by ALPN and gets JSON.
+#[tokio::test]
+async fn the_json_routes_speak_tls() {
+    let pki = Pki::new();
+    let stack = start(&pki, true).await;
+    for (addr, path) in [(stack.identity, "/v1/roles"), (stack.events, "/v1/events")] {
+        let port = addr.port();
+        let args = [
+            "--silent".to_owned(),
+            "--cacert".to_owned(),
+            pki.path("ca.pem").display().to_string(),
+            "--resolve".to_owned(),
+            format!("localhost:{port}:127.0.0.1"),
+            "--header".to_owned(),
+            format!("x-api-key: {}", stack.admin),
+            "--write-out".to_owned(),
+            "\n%{http_code} HTTP/%{http_version}".to_owned(),
+            format!("https://localhost:{port}{path}"),
+        ];
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new("curl")
+                .args(&args)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let out = String::from_utf8(out.stdout).unwrap();
+        let (body, status) = out.rsplit_once('\n').unwrap();
+        assert_eq!(status, "200 HTTP/2", "{path}: {out}");
+        assert!(
+            serde_json::from_str::<serde_json::Value>(body).is_ok(),
+            "{out}"
+        );
+    }
+}

@@ -75,12 +75,11 @@ pub async fn up(args: UpArgs) -> CliResult {
         "Tollgate is running (SQLite under {}/). Ctrl-C stops it.",
         args.data_dir.display()
     );
-    println!("  identity-service  {identity_url}  (gRPC, and HTTP/JSON under /v1/)");
+    println!("  identity-service  {identity_url}");
+    println!("  event-service     http://{}/", events.local_addr());
     println!(
-        "  event-service     http://{}/  (gRPC, and HTTP/JSON under /v1/)",
-        events.local_addr()
+        "  HTTP/JSON         the same ports, under /v1/ (OpenAPI: {identity_url}openapi.json)"
     );
-    println!("  OpenAPI           {identity_url}openapi.json");
     match created {
         Some(t) => {
             println!();

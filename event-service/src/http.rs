@@ -1,17 +1,19 @@
 //! The HTTP/JSON adapter: `/v1/events` and `/v1/meters`, each route the JSON framing of one
 //! RPC. A handler authorizes the key exactly as the authorization layer does for gRPC (the same
-//! decision cache, the same permission per operation), turns the body into the RPC's proto
+//! decision cache, the same permission per operation) before it reads the body, turns the body
+//! into the RPC's proto
 //! request, and calls the same [`EventApi`] or [`MeterApi`] method a gRPC client reaches.
 //! Nothing is validated here beyond framing.
 
-use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::body::Body;
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::response::Response;
 use axum::routing::{get, post};
-use http::{Extensions, HeaderMap, StatusCode};
+use http::StatusCode;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tollgate::http::{
@@ -37,24 +39,37 @@ struct Api {
 }
 
 impl Api {
-    /// Authorizes the request for `permission`, then calls `rpc` with `message` as the gRPC
-    /// request it stands for, the principal in its extensions as the layer would put it.
-    async fn call<Req, Resp, F, Fut>(
-        &self,
-        permission: Permission,
-        headers: &HeaderMap,
-        extensions: &Extensions,
-        message: Req,
-        rpc: F,
-    ) -> Result<Resp, HttpError>
-    where
-        F: FnOnce(tonic::Request<Req>) -> Fut,
-        Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
-    {
-        let principal = authorize(&self.auth, headers, permission).await?;
-        let mut extensions = extensions.clone();
-        extensions.insert(principal);
-        answer(rpc(grpc_request(headers, &extensions, message)).await)
+    /// Authorizes `request` for `permission` before anything else is read from it (an
+    /// unauthorized client cannot make the service parse a large body), as the gRPC layer does.
+    async fn caller(&self, permission: Permission, request: Request) -> Result<Caller, HttpError> {
+        let principal = authorize(&self.auth, request.headers(), permission).await?;
+        let (mut parts, body) = request.into_parts();
+        parts.extensions.insert(principal);
+        Ok(Caller { parts, body })
+    }
+}
+
+/// An authorized request: its head (the principal in its extensions, as the gRPC layer puts
+/// it) and its unread body.
+struct Caller {
+    parts: http::request::Parts,
+    body: Body,
+}
+
+impl Caller {
+    /// The JSON body, read now that the caller is known.
+    async fn json<T: DeserializeOwned>(&mut self) -> Result<T, HttpError> {
+        let mut request = Request::new(std::mem::take(&mut self.body));
+        *request.headers_mut() = self.parts.headers.clone();
+        *request.extensions_mut() = self.parts.extensions.clone();
+        Json::<T>::from_request(request, &())
+            .await
+            .map(|Json(body)| body)
+    }
+
+    /// The gRPC request `message` stands for.
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        grpc_request(&self.parts.headers, &self.parts.extensions, message)
     }
 }
 
@@ -154,27 +169,14 @@ impl From<pb::IngestResult> for IngestResultJson {
     }
 }
 
-async fn ingest_event(
-    State(api): State<Api>,
-    headers: HeaderMap,
-    extensions: Extensions,
-    body: Result<Json<EventInputJson>, HttpError>,
-) -> Response {
+async fn ingest_event(State(api): State<Api>, request: Request) -> Response {
     let result = async {
-        let Json(body) = body?;
+        let mut caller = api.caller(Permission::EventWrite, request).await?;
+        let body: EventInputJson = caller.json().await?;
         let message = pb::IngestEventRequest {
             event: Some(body.into_proto("timestamp")?),
         };
-        let events = api.events.clone();
-        let ingested = api
-            .call(
-                Permission::EventWrite,
-                &headers,
-                &extensions,
-                message,
-                |r| async move { events.ingest_event(r).await },
-            )
-            .await?;
+        let ingested = answer(api.events.ingest_event(caller.request(message)).await)?;
         ingested
             .result
             .map(IngestResultJson::from)
@@ -195,14 +197,10 @@ struct BulkResults {
     results: Vec<IngestResultJson>,
 }
 
-async fn ingest_events(
-    State(api): State<Api>,
-    headers: HeaderMap,
-    extensions: Extensions,
-    body: Result<Json<BulkBody>, HttpError>,
-) -> Response {
+async fn ingest_events(State(api): State<Api>, request: Request) -> Response {
     let result = async {
-        let Json(body) = body?;
+        let mut caller = api.caller(Permission::EventWrite, request).await?;
+        let body: BulkBody = caller.json().await?;
         let events = body
             .events
             .into_iter()
@@ -210,16 +208,7 @@ async fn ingest_events(
             .map(|(i, e)| e.into_proto(&format!("events[{i}].timestamp")))
             .collect::<Result<Vec<_>, _>>()?;
         let message = pb::IngestEventsRequest { events };
-        let events = api.events.clone();
-        let ingested = api
-            .call(
-                Permission::EventWrite,
-                &headers,
-                &extensions,
-                message,
-                |r| async move { events.ingest_events(r).await },
-            )
-            .await?;
+        let ingested = answer(api.events.ingest_events(caller.request(message)).await)?;
         Ok(BulkResults {
             results: ingested.results.into_iter().map(Into::into).collect(),
         })
@@ -230,21 +219,12 @@ async fn ingest_events(
 async fn get_event(
     State(api): State<Api>,
     Path(event_id): Path<String>,
-    headers: HeaderMap,
-    extensions: Extensions,
+    request: Request,
 ) -> Response {
     let result = async {
+        let caller = api.caller(Permission::EventRead, request).await?;
         let message = pb::GetEventRequest { event_id };
-        let events = api.events.clone();
-        let found = api
-            .call(
-                Permission::EventRead,
-                &headers,
-                &extensions,
-                message,
-                |r| async move { events.get_event(r).await },
-            )
-            .await?;
+        let found = answer(api.events.get_event(caller.request(message)).await)?;
         found
             .event
             .ok_or_else(missing_in_answer)
@@ -279,11 +259,11 @@ struct EventList {
 
 async fn list_events(
     State(api): State<Api>,
-    headers: HeaderMap,
-    extensions: Extensions,
     params: Result<Query<ListEventsParams>, HttpError>,
+    request: Request,
 ) -> Response {
     let result = async {
+        let caller = api.caller(Permission::EventRead, request).await?;
         let Query(p) = params?;
         let message = pb::ListEventsRequest {
             start_time: timestamp_field("start_time", p.start_time.as_deref())?,
@@ -294,16 +274,7 @@ async fn list_events(
             external_customer_id: p.external_customer_id,
             source: p.source,
         };
-        let events = api.events.clone();
-        let list = api
-            .call(
-                Permission::EventRead,
-                &headers,
-                &extensions,
-                message,
-                |r| async move { events.list_events(r).await },
-            )
-            .await?;
+        let list = answer(api.events.list_events(caller.request(message)).await)?;
         Ok(EventList {
             events: list
                 .events
@@ -367,14 +338,10 @@ struct UsageJson {
     exact_total: String,
 }
 
-async fn get_usage(
-    State(api): State<Api>,
-    headers: HeaderMap,
-    extensions: Extensions,
-    body: Result<Json<UsageBody>, HttpError>,
-) -> Response {
+async fn get_usage(State(api): State<Api>, request: Request) -> Response {
     let result = async {
-        let Json(b) = body?;
+        let mut caller = api.caller(Permission::EventRead, request).await?;
+        let b: UsageBody = caller.json().await?;
         let message = pb::GetUsageRequest {
             start_time: timestamp_field("start_time", b.start_time.as_deref())?,
             end_time: timestamp_field("end_time", b.end_time.as_deref())?,
@@ -397,16 +364,7 @@ async fn get_usage(
             group_by_customer: b.group_by_customer,
             external_customer_id: b.external_customer_id,
         };
-        let events = api.events.clone();
-        let usage = api
-            .call(
-                Permission::EventRead,
-                &headers,
-                &extensions,
-                message,
-                |r| async move { events.get_usage(r).await },
-            )
-            .await?;
+        let usage = answer(api.events.get_usage(caller.request(message)).await)?;
         Ok(UsageJson {
             buckets: usage
                 .buckets
@@ -490,14 +448,10 @@ struct CreateMeterBody {
     group_by: Vec<String>,
 }
 
-async fn create_meter(
-    State(api): State<Api>,
-    headers: HeaderMap,
-    extensions: Extensions,
-    body: Result<Json<CreateMeterBody>, HttpError>,
-) -> Response {
+async fn create_meter(State(api): State<Api>, request: Request) -> Response {
     let result = async {
-        let Json(b) = body?;
+        let mut caller = api.caller(Permission::MetersManage, request).await?;
+        let b: CreateMeterBody = caller.json().await?;
         let message = pb::CreateMeterRequest {
             aggregation: named(
                 "aggregation",
@@ -512,16 +466,7 @@ async fn create_meter(
             property: b.property,
             group_by: b.group_by,
         };
-        let meters = api.meters.clone();
-        let created = api
-            .call(
-                Permission::MetersManage,
-                &headers,
-                &extensions,
-                message,
-                |r| async move { meters.create_meter(r).await },
-            )
-            .await?;
+        let created = answer(api.meters.create_meter(caller.request(message)).await)?;
         created
             .meter
             .map(MeterJson::from)
@@ -530,24 +475,11 @@ async fn create_meter(
     respond("POST /v1/meters", StatusCode::CREATED, result.await)
 }
 
-async fn get_meter(
-    State(api): State<Api>,
-    Path(key): Path<String>,
-    headers: HeaderMap,
-    extensions: Extensions,
-) -> Response {
+async fn get_meter(State(api): State<Api>, Path(key): Path<String>, request: Request) -> Response {
     let result = async {
+        let caller = api.caller(Permission::MetersManage, request).await?;
         let message = pb::GetMeterRequest { key };
-        let meters = api.meters.clone();
-        let found = api
-            .call(
-                Permission::MetersManage,
-                &headers,
-                &extensions,
-                message,
-                |r| async move { meters.get_meter(r).await },
-            )
-            .await?;
+        let found = answer(api.meters.get_meter(caller.request(message)).await)?;
         found
             .meter
             .map(MeterJson::from)
@@ -574,26 +506,17 @@ struct MeterList {
 
 async fn list_meters(
     State(api): State<Api>,
-    headers: HeaderMap,
-    extensions: Extensions,
     params: Result<Query<PageParams>, HttpError>,
+    request: Request,
 ) -> Response {
     let result = async {
+        let caller = api.caller(Permission::MetersManage, request).await?;
         let Query(p) = params?;
         let message = pb::ListMetersRequest {
             page_size: p.page_size,
             page_token: p.page_token,
         };
-        let meters = api.meters.clone();
-        let list = api
-            .call(
-                Permission::MetersManage,
-                &headers,
-                &extensions,
-                message,
-                |r| async move { meters.list_meters(r).await },
-            )
-            .await?;
+        let list = answer(api.meters.list_meters(caller.request(message)).await)?;
         Ok(MeterList {
             meters: list.meters.into_iter().map(Into::into).collect(),
             next_page_token: next_token(list.next_page_token),
@@ -605,20 +528,12 @@ async fn list_meters(
 async fn delete_meter(
     State(api): State<Api>,
     Path(key): Path<String>,
-    headers: HeaderMap,
-    extensions: Extensions,
+    request: Request,
 ) -> Response {
     let result = async {
+        let caller = api.caller(Permission::MetersManage, request).await?;
         let message = pb::DeleteMeterRequest { key };
-        let meters = api.meters.clone();
-        api.call(
-            Permission::MetersManage,
-            &headers,
-            &extensions,
-            message,
-            |r| async move { meters.delete_meter(r).await },
-        )
-        .await?;
+        answer(api.meters.delete_meter(caller.request(message)).await)?;
         Ok(serde_json::json!({}))
     };
     respond("DELETE /v1/meters/{key}", StatusCode::OK, result.await)
@@ -662,12 +577,11 @@ struct MeterUsageJson {
 async fn get_meter_usage(
     State(api): State<Api>,
     Path(key): Path<String>,
-    headers: HeaderMap,
-    extensions: Extensions,
-    body: Result<Json<MeterUsageBody>, HttpError>,
+    request: Request,
 ) -> Response {
     let result = async {
-        let Json(b) = body?;
+        let mut caller = api.caller(Permission::EventRead, request).await?;
+        let b: MeterUsageBody = caller.json().await?;
         let message = pb::GetMeterUsageRequest {
             key,
             start_time: timestamp_field("start_time", b.start_time.as_deref())?,
@@ -682,16 +596,7 @@ async fn get_meter_usage(
             )?
             .into(),
         };
-        let meters = api.meters.clone();
-        let usage = api
-            .call(
-                Permission::EventRead,
-                &headers,
-                &extensions,
-                message,
-                |r| async move { meters.get_meter_usage(r).await },
-            )
-            .await?;
+        let usage = answer(api.meters.get_meter_usage(caller.request(message)).await)?;
         Ok(MeterUsageJson {
             rows: usage
                 .rows

@@ -22,6 +22,11 @@ use tollgate::proto::identity::v1::user_service_server::UserService;
 
 use crate::grpc::GrpcApi;
 
+/// The largest body identity-service reads: its requests are a name, a few roles and ids, so
+/// a few KiB would do; this bound keeps a client that has no valid key (its key is checked by
+/// the operation, after the body is read) from making the service parse megabytes.
+pub const MAX_BODY_BYTES: usize = 64 << 10;
+
 /// Every HTTP route of identity-service, over `api`.
 pub fn router(api: GrpcApi) -> Router {
     Router::new()

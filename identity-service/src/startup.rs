@@ -160,7 +160,7 @@ impl Application {
                 let routes = tollgate::http::beside_grpc(
                     served.routes,
                     crate::http::router(api.clone()),
-                    size,
+                    size.min(crate::http::MAX_BODY_BYTES),
                 );
                 server
                     .layer(layer)

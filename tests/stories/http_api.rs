@@ -589,10 +589,23 @@ async fn http_framing_is_refused_with_clear_errors(backend: Backend) {
         "POST",
         &format!("{events}/v1/events/bulk"),
         Some(admin),
-        Some(big),
+        Some(big.clone()),
     )
     .await;
     assert_eq!(answer.status, 413, "{answer:?}");
+    // identity-service's bodies are small: its bound is 64 KiB whatever the message size.
+    let long_name = json!({"type": "user", "name": "x".repeat(65 << 10)});
+    let answer = call(
+        "POST",
+        &format!("{identity}/v1/users"),
+        Some(admin),
+        Some(long_name),
+    )
+    .await;
+    assert_eq!(answer.status, 413, "{answer:?}");
+    // Without a key the body is not even read: the key is checked first, as for gRPC.
+    let answer = call("POST", &format!("{events}/v1/events/bulk"), None, Some(big)).await;
+    assert_eq!(answer.status, 401, "{answer:?}");
 
     // Fields the operation does not know, wrong types and bad times are named.
     let answer = call(

@@ -251,16 +251,18 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, HttpError> {
             Some(at) if !inner.is_syntax() && !inner.is_eof() => message[..at].to_owned(),
             _ => message,
         };
-        // A syntax error has no field to name ("?"), nor has a body of the wrong kind (".").
-        if field == "." || field == "?" {
-            HttpError::invalid(
-                "body",
-                format!("the request body is not valid JSON: {message}"),
-            )
-        } else {
-            HttpError::invalid(field.clone(), format!("{field}: {message}"))
-        }
+        invalid_at(field, "body", "the request body is not valid JSON", message)
     })
+}
+
+/// A 400 naming the `field` serde's path points at, or `whole` (described as `what`) when the
+/// path names no field: a syntax error ("?") or input of the wrong kind (".").
+fn invalid_at(field: String, whole: &str, what: &str, message: String) -> HttpError {
+    if field == "." || field == "?" {
+        HttpError::invalid(whole, format!("{what}: {message}"))
+    } else {
+        HttpError::invalid(field.clone(), format!("{field}: {message}"))
+    }
 }
 
 /// `application/json`, with or without parameters, or any `+json` type.
@@ -294,12 +296,7 @@ where
             .map(Query)
             .map_err(|e| {
                 let field = e.path().to_string();
-                let message = e.into_inner().to_string();
-                if field == "." || field == "?" {
-                    HttpError::invalid("query", format!("query string: {message}"))
-                } else {
-                    HttpError::invalid(field.clone(), format!("{field}: {message}"))
-                }
+                invalid_at(field, "query", "query string", e.into_inner().to_string())
             })
     }
 }
@@ -368,18 +365,60 @@ pub fn next_token(token: String) -> Option<String> {
     (!token.is_empty()).then_some(token)
 }
 
-/// The gRPC request an HTTP request stands for: its headers become metadata (the API key
-/// headers among them, read by the same code as for gRPC) and its extensions (the peer's address
-/// and certificates, the principal) carry over.
-pub fn grpc_request<T>(
-    headers: &HeaderMap,
-    extensions: &http::Extensions,
-    message: T,
-) -> tonic::Request<T> {
-    let mut request = http::Request::new(message);
-    *request.headers_mut() = headers.clone();
-    *request.extensions_mut() = extensions.clone();
-    tonic::Request::from_http(request)
+/// The head of an HTTP request, from which the gRPC request it stands for is made: its headers
+/// become metadata (the API key headers among them, read by the same code as for gRPC) and its
+/// extensions (the peer's address and certificates, the principal) carry over.
+#[derive(Debug, Clone)]
+pub struct Head {
+    headers: HeaderMap,
+    extensions: http::Extensions,
+}
+
+impl Head {
+    /// The head of `parts`.
+    pub fn new(parts: http::request::Parts) -> Self {
+        Self {
+            headers: parts.headers,
+            extensions: parts.extensions,
+        }
+    }
+
+    /// The request's headers.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The request's extensions, e.g. to add the principal.
+    pub fn extensions_mut(&mut self) -> &mut http::Extensions {
+        &mut self.extensions
+    }
+
+    /// An HTTP request with this head and `body`.
+    pub fn with_body<B>(&self, body: B) -> http::Request<B> {
+        let mut request = http::Request::new(body);
+        *request.headers_mut() = self.headers.clone();
+        *request.extensions_mut() = self.extensions.clone();
+        request
+    }
+
+    /// The gRPC request `message` stands for.
+    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+        tonic::Request::from_http(self.with_body(message))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Head {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self {
+            headers: parts.headers.clone(),
+            extensions: parts.extensions.clone(),
+        })
+    }
 }
 
 /// What a gRPC call answered, as the HTTP route's result.

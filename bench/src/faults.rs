@@ -32,7 +32,9 @@ use tonic_health::pb::health_client::HealthClient;
 
 use crate::BenchResult;
 use crate::pg_cluster::{Cluster, Shutdown};
-use crate::run::{BoxError, ScratchDatabase, Servers, ms, service_keys, verdict, with_key};
+use crate::run::{
+    BoxError, ScratchDatabase, Servers, admin_key, ms, service_keys, verdict, with_key,
+};
 
 /// How long a client waits for one answer before it resends.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -75,10 +77,7 @@ pub fn run(args: FaultsArgs) -> BenchResult {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let servers = Servers {
-            exe: std::env::current_exe()?,
-            pin: false,
-        };
+        let servers = Servers::unpinned()?;
         let report = measure(&servers, &args).await?;
         println!("{}", table(&report));
         if let Some(out) = &args.out {
@@ -287,18 +286,9 @@ pub async fn measure(servers: &Servers, args: &FaultsArgs) -> Result<Value, BoxE
     // Dropped with the cluster, which goes at the end of the run.
     let identity_db = ScratchDatabase::create(&server).await?.url;
     let events_db = ScratchDatabase::create(&server).await?.url;
-    let admin = identity_service::Identity::open(&identity_db)
-        .await?
-        .bootstrap_tenant("faults", "admin", "tollgate-bench")
-        .await?
-        .secret
-        .expose()
-        .to_owned();
+    let admin = admin_key(&identity_db, "faults").await?;
     let mut stack = Stack {
-        servers: Servers {
-            exe: servers.exe.clone(),
-            pin: false,
-        },
+        servers: servers.clone(),
         cluster,
         identity_db,
         events_db,

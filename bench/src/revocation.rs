@@ -18,7 +18,7 @@ use tollgate::proto::identity::v1 as id;
 use tonic::transport::Channel;
 
 use crate::BenchResult;
-use crate::run::{BoxError, ScratchDatabase, Servers, channel, ms, stop, with_key};
+use crate::run::{BoxError, ScratchDatabase, Servers, admin_key, channel, ms, stop, with_key};
 
 /// How often B is asked while a trial waits for it to refuse.
 const POLL_INTERVAL: Duration = Duration::from_millis(2);
@@ -71,10 +71,7 @@ pub fn run(args: RevocationArgs) -> BenchResult {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let servers = Servers {
-            exe: std::env::current_exe()?,
-            pin: false,
-        };
+        let servers = Servers::unpinned()?;
         let report = measure(&servers, args.postgres_url.as_ref(), args.trials).await?;
         println!("{}", table(&report));
         if let Some(out) = &args.out {
@@ -133,13 +130,7 @@ pub async fn measure(
             DatabaseUrl::Sqlite(dir.path().join("events-b.db")),
         ),
     };
-    let admin = identity_service::Identity::open(&identity_db)
-        .await?
-        .bootstrap_tenant("revocation", "admin", "tollgate-bench")
-        .await?
-        .secret
-        .expose()
-        .to_owned();
+    let admin = admin_key(&identity_db, "revocation").await?;
     let identity_a = servers.identity(&identity_db)?;
     let identity_b = match postgres {
         Some(_) => Some(servers.identity(&identity_db)?),

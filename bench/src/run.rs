@@ -224,12 +224,21 @@ const ANY_PORT: SocketAddr =
 
 /// Starts the server processes: this binary's hidden serve commands, pinned to core 1 when
 /// `pin`.
+#[derive(Debug, Clone)]
 pub(crate) struct Servers {
     pub(crate) exe: PathBuf,
     pub(crate) pin: bool,
 }
 
 impl Servers {
+    /// The benchmark's own binary, unpinned (the runs that start several replicas).
+    pub(crate) fn unpinned() -> Result<Self, BoxError> {
+        Ok(Self {
+            exe: std::env::current_exe()?,
+            pin: false,
+        })
+    }
+
     fn command(&self, args: &[String]) -> Command {
         let mut command = if self.pin {
             let mut c = tollgate::process::command("taskset");
@@ -349,17 +358,19 @@ pub(crate) fn machine(cores: usize) -> Value {
 
 /// Creates tenants and keys straight in identity-service's database (before it starts).
 async fn bootstrap(db: &DatabaseUrl) -> Result<(String, String), BoxError> {
-    let domain = identity_service::Identity::open(db).await?;
-    let main = domain
-        .bootstrap_tenant("bench", "admin", "tollgate-bench")
-        .await?;
-    let big = domain
-        .bootstrap_tenant("bench-1m", "admin", "tollgate-bench")
-        .await?;
     Ok((
-        main.secret.expose().to_owned(),
-        big.secret.expose().to_owned(),
+        admin_key(db, "bench").await?,
+        admin_key(db, "bench-1m").await?,
     ))
+}
+
+/// Creates `tenant` straight in identity-service's database (before it starts); its admin key.
+pub(crate) async fn admin_key(db: &DatabaseUrl, tenant: &str) -> Result<String, BoxError> {
+    let created = identity_service::Identity::open(db)
+        .await?
+        .bootstrap_tenant(tenant, "admin", "tollgate-bench")
+        .await?;
+    Ok(created.secret.expose().to_owned())
 }
 
 /// Service-account keys with both event roles.

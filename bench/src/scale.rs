@@ -23,8 +23,8 @@ use tonic::transport::Channel;
 use crate::BenchResult;
 use crate::h2load::{H2Client, encode};
 use crate::run::{
-    BoxError, ScratchDatabase, Servers, Stats, channel, load, machine, measure, ms, stop, verdict,
-    with_key,
+    BoxError, ScratchDatabase, Servers, Stats, admin_key, channel, load, machine, measure, ms,
+    stop, verdict, with_key,
 };
 
 /// Flags of `tollgate-bench scale`.
@@ -205,13 +205,7 @@ async fn scale(args: ScaleArgs, pin: bool, cores: usize) -> BenchResult {
     } else {
         "sqlite"
     };
-    let admin = identity_service::Identity::open(&identity_db)
-        .await?
-        .bootstrap_tenant("scale", "admin", "tollgate-bench")
-        .await?
-        .secret
-        .expose()
-        .to_owned();
+    let admin = admin_key(&identity_db, "scale").await?;
     let identity = servers.identity(&identity_db)?;
     let events = servers.events(&events_db, &identity)?;
     let result = measure_all(&args, &events, &admin).await;

@@ -17,8 +17,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tollgate::http::{
-    HttpError, Json, Names, Query, answer, grpc_request, missing_in_answer, name_of, named,
-    next_token, respond, rfc3339, timestamp_field,
+    Head, HttpError, Json, Names, Query, answer, missing_in_answer, name_of, named, next_token,
+    respond, rfc3339, timestamp_field,
 };
 use tollgate::permissions::Permission;
 use tollgate::proto::events::v1 as pb;
@@ -43,25 +43,24 @@ impl Api {
     /// unauthorized client cannot make the service parse a large body), as the gRPC layer does.
     async fn caller(&self, permission: Permission, request: Request) -> Result<Caller, HttpError> {
         let principal = authorize(&self.auth, request.headers(), permission).await?;
-        let (mut parts, body) = request.into_parts();
-        parts.extensions.insert(principal);
-        Ok(Caller { parts, body })
+        let (parts, body) = request.into_parts();
+        let mut head = Head::new(parts);
+        head.extensions_mut().insert(principal);
+        Ok(Caller { head, body })
     }
 }
 
 /// An authorized request: its head (the principal in its extensions, as the gRPC layer puts
 /// it) and its unread body.
 struct Caller {
-    parts: http::request::Parts,
+    head: Head,
     body: Body,
 }
 
 impl Caller {
     /// The JSON body, read now that the caller is known.
     async fn json<T: DeserializeOwned>(&mut self) -> Result<T, HttpError> {
-        let mut request = Request::new(std::mem::take(&mut self.body));
-        *request.headers_mut() = self.parts.headers.clone();
-        *request.extensions_mut() = self.parts.extensions.clone();
+        let request = self.head.with_body(std::mem::take(&mut self.body));
         Json::<T>::from_request(request, &())
             .await
             .map(|Json(body)| body)
@@ -69,7 +68,7 @@ impl Caller {
 
     /// The gRPC request `message` stands for.
     fn request<T>(&self, message: T) -> tonic::Request<T> {
-        grpc_request(&self.parts.headers, &self.parts.extensions, message)
+        self.head.request(message)
     }
 }
 

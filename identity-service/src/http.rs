@@ -9,11 +9,11 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::{get, post, put};
-use http::{Extensions, HeaderMap, StatusCode};
+use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tollgate::http::{
-    HttpError, Json, Names, Query, answer, grpc_request, missing_in_answer, name_of, named,
-    next_token, respond, rfc3339, timestamp_field,
+    Head, HttpError, Json, Names, Query, answer, missing_in_answer, name_of, named, next_token,
+    respond, rfc3339, timestamp_field,
 };
 use tollgate::proto::identity::v1 as pb;
 use tollgate::proto::identity::v1::api_key_service_server::ApiKeyService;
@@ -115,8 +115,7 @@ struct CreateUserBody {
 
 async fn create_user(
     State(api): State<GrpcApi>,
-    headers: HeaderMap,
-    extensions: Extensions,
+    head: Head,
     body: Result<Json<CreateUserBody>, HttpError>,
 ) -> Response {
     let result = async {
@@ -126,10 +125,7 @@ async fn create_user(
             roles: body.roles,
             name: body.name,
         };
-        let created = answer(
-            api.create_user(grpc_request(&headers, &extensions, message))
-                .await,
-        )?;
+        let created = answer(api.create_user(head.request(message)).await)?;
         user_of(created.user)
     };
     respond("POST /v1/users", StatusCode::CREATED, result.await)
@@ -155,8 +151,7 @@ struct ListUsersParams {
 
 async fn list_users(
     State(api): State<GrpcApi>,
-    headers: HeaderMap,
-    extensions: Extensions,
+    head: Head,
     params: Result<Query<ListUsersParams>, HttpError>,
 ) -> Response {
     let result = async {
@@ -166,10 +161,7 @@ async fn list_users(
             page_token: params.page_token,
             r#type: user_type_value("type", params.user_type.as_deref())?,
         };
-        let list = answer(
-            api.list_users(grpc_request(&headers, &extensions, message))
-                .await,
-        )?;
+        let list = answer(api.list_users(head.request(message)).await)?;
         Ok(UserList {
             users: list.users.into_iter().map(Into::into).collect(),
             next_page_token: next_token(list.next_page_token),
@@ -178,18 +170,10 @@ async fn list_users(
     respond("GET /v1/users", StatusCode::OK, result.await)
 }
 
-async fn get_user(
-    State(api): State<GrpcApi>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    extensions: Extensions,
-) -> Response {
+async fn get_user(State(api): State<GrpcApi>, Path(id): Path<String>, head: Head) -> Response {
     let result = async {
         let message = pb::GetUserRequest { id };
-        let found = answer(
-            api.get_user(grpc_request(&headers, &extensions, message))
-                .await,
-        )?;
+        let found = answer(api.get_user(head.request(message)).await)?;
         user_of(found.user)
     };
     respond("GET /v1/users/{id}", StatusCode::OK, result.await)
@@ -205,8 +189,7 @@ struct RolesBody {
 async fn update_user_roles(
     State(api): State<GrpcApi>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    extensions: Extensions,
+    head: Head,
     body: Result<Json<RolesBody>, HttpError>,
 ) -> Response {
     let result = async {
@@ -215,10 +198,7 @@ async fn update_user_roles(
             id,
             roles: body.roles,
         };
-        let updated = answer(
-            api.update_user_roles(grpc_request(&headers, &extensions, message))
-                .await,
-        )?;
+        let updated = answer(api.update_user_roles(head.request(message)).await)?;
         user_of(updated.user)
     };
     respond("PUT /v1/users/{id}/roles", StatusCode::OK, result.await)
@@ -229,18 +209,10 @@ struct DeletedUser {
     revoked_api_keys: i32,
 }
 
-async fn delete_user(
-    State(api): State<GrpcApi>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    extensions: Extensions,
-) -> Response {
+async fn delete_user(State(api): State<GrpcApi>, Path(id): Path<String>, head: Head) -> Response {
     let result = async {
         let message = pb::DeleteUserRequest { id };
-        let deleted = answer(
-            api.delete_user(grpc_request(&headers, &extensions, message))
-                .await,
-        )?;
+        let deleted = answer(api.delete_user(head.request(message)).await)?;
         Ok(DeletedUser {
             revoked_api_keys: deleted.revoked_api_keys,
         })
@@ -329,8 +301,7 @@ struct CreateApiKeyBody {
 
 async fn create_api_key(
     State(api): State<GrpcApi>,
-    headers: HeaderMap,
-    extensions: Extensions,
+    head: Head,
     body: Result<Json<CreateApiKeyBody>, HttpError>,
 ) -> Response {
     let result = async {
@@ -356,10 +327,7 @@ async fn create_api_key(
             )?
             .into(),
         };
-        let issued = answer(
-            api.create_api_key(grpc_request(&headers, &extensions, message))
-                .await,
-        )?;
+        let issued = answer(api.create_api_key(head.request(message)).await)?;
         Ok(IssuedKeyJson::from(issued))
     };
     respond(
@@ -389,8 +357,7 @@ struct ApiKeyList {
 
 async fn list_api_keys(
     State(api): State<GrpcApi>,
-    headers: HeaderMap,
-    extensions: Extensions,
+    head: Head,
     params: Result<Query<ListApiKeysParams>, HttpError>,
 ) -> Response {
     let result = async {
@@ -400,10 +367,7 @@ async fn list_api_keys(
             page_token: params.page_token,
             user_id: params.user_id,
         };
-        let list = answer(
-            api.list_api_keys(grpc_request(&headers, &extensions, message))
-                .await,
-        )?;
+        let list = answer(api.list_api_keys(head.request(message)).await)?;
         Ok(ApiKeyList {
             keys: list.keys.into_iter().map(Into::into).collect(),
             next_page_token: next_token(list.next_page_token),
@@ -412,18 +376,10 @@ async fn list_api_keys(
     respond("GET /v1/secrets/api/keys", StatusCode::OK, result.await)
 }
 
-async fn get_api_key(
-    State(api): State<GrpcApi>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    extensions: Extensions,
-) -> Response {
+async fn get_api_key(State(api): State<GrpcApi>, Path(id): Path<String>, head: Head) -> Response {
     let result = async {
         let message = pb::GetApiKeyRequest { id };
-        let found = answer(
-            api.get_api_key(grpc_request(&headers, &extensions, message))
-                .await,
-        )?;
+        let found = answer(api.get_api_key(head.request(message)).await)?;
         found
             .key
             .map(ApiKeyJson::from)
@@ -439,15 +395,11 @@ async fn get_api_key(
 async fn delete_api_key(
     State(api): State<GrpcApi>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    extensions: Extensions,
+    head: Head,
 ) -> Response {
     let result = async {
         let message = pb::DeleteApiKeyRequest { id };
-        answer(
-            api.delete_api_key(grpc_request(&headers, &extensions, message))
-                .await,
-        )?;
+        answer(api.delete_api_key(head.request(message)).await)?;
         Ok(serde_json::json!({}))
     };
     respond(
@@ -473,8 +425,7 @@ struct RotatedJson {
 async fn rotate_api_key(
     State(api): State<GrpcApi>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    extensions: Extensions,
+    head: Head,
     body: Result<Json<RotateBody>, HttpError>,
 ) -> Response {
     let result = async {
@@ -490,10 +441,7 @@ async fn rotate_api_key(
             })
             .transpose()?;
         let message = pb::RotateApiKeyRequest { id, grace_period };
-        let rotated = answer(
-            api.rotate_api_key(grpc_request(&headers, &extensions, message))
-                .await,
-        )?;
+        let rotated = answer(api.rotate_api_key(head.request(message)).await)?;
         match (rotated.key, rotated.replaced) {
             (Some(key), Some(replaced)) => Ok(RotatedJson {
                 key: key.into(),
@@ -522,17 +470,10 @@ struct RoleList {
     user_permissions: Vec<String>,
 }
 
-async fn list_roles(
-    State(api): State<GrpcApi>,
-    headers: HeaderMap,
-    extensions: Extensions,
-) -> Response {
+async fn list_roles(State(api): State<GrpcApi>, head: Head) -> Response {
     let result = async {
         let message = pb::ListRolesRequest {};
-        let list = answer(
-            api.list_roles(grpc_request(&headers, &extensions, message))
-                .await,
-        )?;
+        let list = answer(api.list_roles(head.request(message)).await)?;
         Ok(RoleList {
             roles: list
                 .roles

@@ -42,6 +42,21 @@ pub enum Arg<'a> {
     IntArray(Vec<i64>),
     /// `TEXT[]`: PostgreSQL only.
     TextArray(Vec<&'a str>),
+    /// `DOUBLE PRECISION[]`, NULLs included: PostgreSQL only.
+    FloatArray(Vec<Option<f64>>),
+}
+
+impl<'a> Arg<'a> {
+    /// Element `i` of an array as a value of the element's type (NULL past the end); a single
+    /// value is itself.
+    pub fn element(&self, i: usize) -> Arg<'a> {
+        match self {
+            Arg::IntArray(v) => Arg::Int(v.get(i).copied()),
+            Arg::TextArray(v) => Arg::Text(v.get(i).map(|s| Cow::Borrowed(*s))),
+            Arg::FloatArray(v) => Arg::Float(v.get(i).copied().flatten()),
+            single => single.clone(),
+        }
+    }
 }
 
 impl From<i64> for Arg<'_> {
@@ -144,7 +159,7 @@ impl<'a> Query<'a> {
                 Arg::Float(v) => out.add(v),
                 Arg::Text(v) => out.add(v),
                 Arg::Bytes(v) => out.add(v),
-                Arg::IntArray(_) | Arg::TextArray(_) => {
+                Arg::IntArray(_) | Arg::TextArray(_) | Arg::FloatArray(_) => {
                     return Err(sqlx::Error::Encode("arrays are PostgreSQL only".into()));
                 }
             }
@@ -167,6 +182,7 @@ impl<'a> Query<'a> {
                 Arg::Bytes(v) => out.add(v),
                 Arg::IntArray(v) => out.add(v),
                 Arg::TextArray(v) => out.add(v),
+                Arg::FloatArray(v) => out.add(v),
             }
             .map_err(sqlx::Error::Encode)?;
         }
@@ -453,6 +469,19 @@ mod tests {
         assert_eq!(q.sql(), "SELECT * FROM t WHERE a = $1 AND b = $2");
         let q = Query::new("SELECT $1, $2").bind(Some(3)).bind(None::<&str>);
         assert_eq!(q.args, [Arg::Int(Some(3)), Arg::Text(None)]);
+    }
+
+    #[test]
+    fn an_array_element_binds_as_a_value_of_its_type() {
+        let ints = Arg::IntArray(vec![4, 5]);
+        assert_eq!(ints.element(1), Arg::Int(Some(5)));
+        assert_eq!(ints.element(2), Arg::Int(None));
+        let texts = Arg::TextArray(vec!["a", "b"]);
+        assert_eq!(texts.element(0), Arg::Text(Some(Cow::Borrowed("a"))));
+        let floats = Arg::FloatArray(vec![Some(1.5), None]);
+        assert_eq!(floats.element(0), Arg::Float(Some(1.5)));
+        assert_eq!(floats.element(1), Arg::Float(None));
+        assert_eq!(Arg::from(7).element(3), Arg::Int(Some(7)));
     }
 
     #[test]

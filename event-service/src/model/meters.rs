@@ -245,12 +245,17 @@ pub enum Measure {
     Distinct(String),
 }
 
+/// Stored properties (a JSON object's text) as meters read them; unreadable text reads as
+/// nothing, like `{}`.
+pub fn parse_properties(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or(Value::Null)
+}
+
 impl MeterDefinition {
     /// What this meter reads from an event with these properties (a JSON object's text); an
     /// unreadable text reads as `{}`.
     pub fn read(&self, properties: &str) -> Reading {
-        let parsed: Value = serde_json::from_str(properties).unwrap_or(Value::Null);
-        self.read_value(&parsed)
+        self.read_value(&parse_properties(properties))
     }
 
     /// [`MeterDefinition::read`] of parsed properties.

@@ -24,13 +24,15 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use tollgate::sql::{Backend, Db, Query, Tx};
+use tollgate::sql::{Arg, Backend, Db, Query, Tx};
 
 use super::{Row, StoreError};
 use crate::model::meters::{
     Aggregate, Backfill, DAY, HOUR, MINUTE, Measure, Meter, MeterAggregation, MeterDefinition,
     MeterKey, MeterQuery, MeterReport, PropertyPath, ReportBuilder, ReportSource, Window,
+    parse_properties,
 };
+use serde_json::Value;
 
 /// The advisory lock key that orders meter changes against insert transactions (PostgreSQL).
 const METERS_LOCK: i64 = 0x746f_6c6c_6d65_7472; // "tollmetr"
@@ -166,9 +168,9 @@ pub struct Deltas {
 }
 
 impl Deltas {
-    /// Counts one event for `meter`.
-    pub fn add(&mut self, meter: &StoredMeter, ts: i64, customer: &str, properties: &str) {
-        let reading = meter.definition.read(properties);
+    /// Counts one event for `meter`, given its parsed properties.
+    pub fn add(&mut self, meter: &StoredMeter, ts: i64, customer: &str, properties: &Value) {
+        let reading = meter.definition.read_value(properties);
         let Some(value) = reading.value else { return };
         let day = Window::Day.start_of(ts);
         match &value {
@@ -212,8 +214,10 @@ impl Deltas {
                 continue;
             };
             let ts = tollgate::time::to_micros(event.timestamp);
+            // Parsed once for all of the name's meters (as `read` would: unreadable is `{}`).
+            let properties = parse_properties(&event.properties);
             for meter in meters {
-                deltas.add(meter, ts, &event.external_customer_id, &event.properties);
+                deltas.add(meter, ts, &event.external_customer_id, &properties);
             }
         }
         deltas
@@ -224,78 +228,159 @@ impl Deltas {
         self.days.is_empty() && self.totals.is_empty() && self.distinct.is_empty()
     }
 
-    /// Adds it all to the rollups, in key order (so that concurrent writers lock rows in the
-    /// same order and never deadlock).
+    /// Adds it all to the rollups, in key order (so that concurrent transactions lock shared
+    /// rows in the same order and never deadlock).
     pub async fn write(&self, tx: &mut Tx, backend: Backend) -> Result<(), StoreError> {
-        let days: Vec<_> = self.days.iter().collect();
-        for chunk in tollgate::sql::statement_chunks(&days, ROWS_PER_UPSERT) {
-            let mut q = Query::new(
-                "INSERT INTO meter_days (meter_id, day, customer, grp, events, int_hi, int_lo, \
-                 real_sum, reals, min_value, max_value) VALUES ",
-            );
-            for (n, ((meter, day, customer, group), a)) in chunk.iter().enumerate() {
-                if n > 0 {
-                    q.push(", ");
-                }
-                q.push("(").push_bind(*meter).push(", ").push_bind(*day);
-                q.push(", ").push_bind(customer.as_str());
-                q.push(", ").push_bind(group.as_str());
-                push_aggregate(&mut q, a);
-                q.push(")");
-            }
-            q.push(" ON CONFLICT (meter_id, day, customer, grp) DO UPDATE SET ");
-            push_merge(&mut q, "meter_days", backend);
-            tx.execute(q).await?;
-        }
-        let totals: Vec<_> = self.totals.iter().collect();
-        for chunk in tollgate::sql::statement_chunks(&totals, ROWS_PER_UPSERT) {
-            let mut q = Query::new(
-                "INSERT INTO meter_totals (meter_id, width, bucket, grp, events, int_hi, int_lo, \
-                 real_sum, reals, min_value, max_value) VALUES ",
-            );
-            for (n, ((meter, width, bucket, group), a)) in chunk.iter().enumerate() {
-                if n > 0 {
-                    q.push(", ");
-                }
-                q.push("(").push_bind(*meter).push(", ").push_bind(*width);
-                q.push(", ").push_bind(*bucket);
-                q.push(", ").push_bind(group.as_str());
-                push_aggregate(&mut q, a);
-                q.push(")");
-            }
-            q.push(" ON CONFLICT (meter_id, width, bucket, grp) DO UPDATE SET ");
-            push_merge(&mut q, "meter_totals", backend);
-            tx.execute(q).await?;
-        }
-        let distinct: Vec<_> = self.distinct.iter().collect();
-        for chunk in tollgate::sql::statement_chunks(&distinct, ROWS_PER_UPSERT) {
-            let mut q = Query::new(
-                "INSERT INTO meter_distinct (meter_id, day, customer, grp, value) VALUES ",
-            );
-            for (n, (meter, day, customer, group, value)) in chunk.iter().enumerate() {
-                if n > 0 {
-                    q.push(", ");
-                }
-                q.push("(").push_bind(*meter).push(", ").push_bind(*day);
-                q.push(", ").push_bind(customer.as_str());
-                q.push(", ").push_bind(group.as_str());
-                q.push(", ").push_bind(value.as_str()).push(")");
-            }
-            q.push(" ON CONFLICT (meter_id, day, customer, grp, value) DO NOTHING");
-            tx.execute(q).await?;
+        let days = self.days.keys();
+        let totals = self.totals.keys();
+        let distinct = self.distinct.iter();
+        let upserts = [
+            Upsert {
+                table: "meter_days",
+                columns: "meter_id, day, customer, grp, events, int_hi, int_lo, real_sum, reals, \
+                          min_value, max_value",
+                key: "meter_id, day, customer, grp",
+                rows: self.days.len(),
+                columns_data: [
+                    Arg::IntArray(days.clone().map(|k| k.0).collect()),
+                    Arg::IntArray(days.clone().map(|k| k.1).collect()),
+                    Arg::TextArray(days.clone().map(|k| k.2.as_str()).collect()),
+                    Arg::TextArray(days.map(|k| k.3.as_str()).collect()),
+                ]
+                .into_iter()
+                .chain(aggregate_arrays(self.days.values()))
+                .collect(),
+                merge: true,
+            },
+            Upsert {
+                table: "meter_totals",
+                columns: "meter_id, width, bucket, grp, events, int_hi, int_lo, real_sum, reals, \
+                          min_value, max_value",
+                key: "meter_id, width, bucket, grp",
+                rows: self.totals.len(),
+                columns_data: [
+                    Arg::IntArray(totals.clone().map(|k| k.0).collect()),
+                    Arg::IntArray(totals.clone().map(|k| k.1).collect()),
+                    Arg::IntArray(totals.clone().map(|k| k.2).collect()),
+                    Arg::TextArray(totals.map(|k| k.3.as_str()).collect()),
+                ]
+                .into_iter()
+                .chain(aggregate_arrays(self.totals.values()))
+                .collect(),
+                merge: true,
+            },
+            Upsert {
+                table: "meter_distinct",
+                columns: "meter_id, day, customer, grp, value",
+                key: "meter_id, day, customer, grp, value",
+                rows: self.distinct.len(),
+                columns_data: vec![
+                    Arg::IntArray(distinct.clone().map(|k| k.0).collect()),
+                    Arg::IntArray(distinct.clone().map(|k| k.1).collect()),
+                    Arg::TextArray(distinct.clone().map(|k| k.2.as_str()).collect()),
+                    Arg::TextArray(distinct.clone().map(|k| k.3.as_str()).collect()),
+                    Arg::TextArray(distinct.map(|k| k.4.as_str()).collect()),
+                ],
+                merge: false,
+            },
+        ];
+        for upsert in upserts {
+            upsert.run(tx, backend).await?;
         }
         Ok(())
     }
 }
 
-fn push_aggregate(q: &mut Query<'_>, a: &Aggregate) {
-    q.push(", ").push_bind(a.events);
-    q.push(", ").push_bind(a.int_hi);
-    q.push(", ").push_bind(a.int_lo);
-    q.push(", ").push_bind(a.real_sum);
-    q.push(", ").push_bind(a.reals);
-    q.push(", ").push_bind(a.min);
-    q.push(", ").push_bind(a.max);
+/// One rollup upsert: its rows as one array per column, in `columns` order.
+struct Upsert<'a> {
+    table: &'static str,
+    columns: &'static str,
+    /// The primary key's columns.
+    key: &'static str,
+    rows: usize,
+    columns_data: Vec<Arg<'a>>,
+    /// Whether a stored row takes the new aggregate (or is left as it is: a distinct value).
+    merge: bool,
+}
+
+impl Upsert<'_> {
+    async fn run(self, tx: &mut Tx, backend: Backend) -> Result<(), StoreError> {
+        let Upsert {
+            table,
+            columns,
+            key,
+            rows,
+            columns_data,
+            merge,
+        } = self;
+        if rows == 0 {
+            return Ok(());
+        }
+        let head = format!("INSERT INTO {table} ({columns}) ");
+        let tail = |q: &mut Query<'_>| {
+            q.push(&format!(" ON CONFLICT ({key}) "));
+            if merge {
+                q.push("DO UPDATE SET ");
+                push_merge(q, table, backend);
+            } else {
+                q.push("DO NOTHING");
+            }
+        };
+        match backend {
+            // One array per column: a statement of a few binds whatever the row count, where
+            // `VALUES` binds each value and the server plans them all on every execution.
+            Backend::Postgres => {
+                let mut q = Query::new(format!("{head}SELECT * FROM UNNEST("));
+                for (n, column) in columns_data.into_iter().enumerate() {
+                    if n > 0 {
+                        q.push(", ");
+                    }
+                    q.push_bind(column);
+                }
+                q.push(")");
+                tail(&mut q);
+                tx.execute(q).await?;
+            }
+            // SQLite has no arrays: rows of `VALUES`, in few distinct statement sizes.
+            Backend::Sqlite => {
+                let rows: Vec<usize> = (0..rows).collect();
+                for chunk in tollgate::sql::statement_chunks(&rows, ROWS_PER_UPSERT) {
+                    let mut q = Query::new(format!("{head}VALUES "));
+                    for (n, &row) in chunk.iter().enumerate() {
+                        q.push(if n > 0 { ", (" } else { "(" });
+                        for (c, column) in columns_data.iter().enumerate() {
+                            if c > 0 {
+                                q.push(", ");
+                            }
+                            q.push_bind(column.element(row));
+                        }
+                        q.push(")");
+                    }
+                    tail(&mut q);
+                    tx.execute(q).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The aggregates' columns (`events` to `max_value`), one array each.
+fn aggregate_arrays<'a, 'b>(
+    aggregates: impl Iterator<Item = &'b Aggregate> + Clone,
+) -> [Arg<'a>; 7] {
+    let ints = |f: fn(&Aggregate) -> i64| Arg::IntArray(aggregates.clone().map(f).collect());
+    let floats =
+        |f: fn(&Aggregate) -> Option<f64>| Arg::FloatArray(aggregates.clone().map(f).collect());
+    [
+        ints(|a| a.events),
+        ints(|a| a.int_hi),
+        ints(|a| a.int_lo),
+        floats(|a| Some(a.real_sum)),
+        ints(|a| a.reals),
+        floats(|a| a.min),
+        floats(|a| a.max),
+    ]
 }
 
 /// `SET` of an upsert that adds the new aggregate to the stored one.
@@ -641,7 +726,12 @@ pub async fn backfill_step(db: &Db, write: &Db, id: i64) -> Result<bool, StoreEr
     let mut deltas = Deltas::default();
     let mut counted = 0i64;
     for e in events.iter().filter(|e| e.seq <= state.start_seq) {
-        deltas.add(&stored, e.ts, &e.external_customer_id, &e.properties);
+        deltas.add(
+            &stored,
+            e.ts,
+            &e.external_customer_id,
+            &parse_properties(&e.properties),
+        );
         counted += 1;
     }
     let mut tx = write.begin_write().await?;

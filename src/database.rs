@@ -96,6 +96,24 @@ pub async fn sqlite_pool(
     sqlite_pool_with(options, max_connections).await
 }
 
+/// A [`sqlite_pool`] whose connections each keep a page cache of `cache_kib` rather than
+/// SQLite's default of 2 MiB.
+pub async fn sqlite_pool_cached(
+    path: &Path,
+    max_connections: u32,
+    cache_kib: u32,
+) -> Result<sqlx::SqlitePool, sqlx::Error> {
+    sqlite_pool_with(cached_options(path, cache_kib)?, max_connections).await
+}
+
+/// Connection options whose page cache is `cache_kib`.
+fn cached_options(path: &Path, cache_kib: u32) -> Result<SqliteConnectOptions, sqlx::Error> {
+    Ok(DatabaseUrl::sqlite_options(path)
+        .map_err(sqlx::Error::Io)?
+        // A negative cache_size is a size in KiB rather than a number of pages.
+        .pragma("cache_size", format!("-{cache_kib}")))
+}
+
 /// The one connection that writes a SQLite file, with a page cache of its own of `cache_kib`.
 ///
 /// Each SQLite connection keeps its own page cache, and a connection that starts a transaction
@@ -112,11 +130,7 @@ pub async fn sqlite_pool(
 /// syncs the log before a checkpoint, the database file after one, and the log's header when
 /// the log is reused.
 pub async fn sqlite_writer(path: &Path, cache_kib: u32) -> Result<sqlx::SqlitePool, sqlx::Error> {
-    let options = DatabaseUrl::sqlite_options(path)
-        .map_err(sqlx::Error::Io)?
-        // A negative cache_size is a size in KiB rather than a number of pages.
-        .pragma("cache_size", format!("-{cache_kib}"))
-        .synchronous(SqliteSynchronous::Normal);
+    let options = cached_options(path, cache_kib)?.synchronous(SqliteSynchronous::Normal);
     sqlite_pool_with(options, 1).await
 }
 

@@ -235,46 +235,33 @@ impl Deltas {
         let totals = self.totals.keys();
         let distinct = self.distinct.iter();
         let upserts = [
-            Upsert {
-                table: "meter_days",
-                columns: "meter_id, day, customer, grp, events, int_hi, int_lo, real_sum, reals, \
-                          min_value, max_value",
-                key: "meter_id, day, customer, grp",
-                rows: self.days.len(),
-                columns_data: [
+            Upsert::adding(
+                "meter_days",
+                "meter_id, day, customer, grp",
+                [
                     Arg::IntArray(days.clone().map(|k| k.0).collect()),
                     Arg::IntArray(days.clone().map(|k| k.1).collect()),
                     Arg::TextArray(days.clone().map(|k| k.2.as_str()).collect()),
                     Arg::TextArray(days.map(|k| k.3.as_str()).collect()),
-                ]
-                .into_iter()
-                .chain(aggregate_arrays(self.days.values()))
-                .collect(),
-                merge: true,
-            },
-            Upsert {
-                table: "meter_totals",
-                columns: "meter_id, width, bucket, grp, events, int_hi, int_lo, real_sum, reals, \
-                          min_value, max_value",
-                key: "meter_id, width, bucket, grp",
-                rows: self.totals.len(),
-                columns_data: [
+                ],
+                self.days.values(),
+            ),
+            Upsert::adding(
+                "meter_totals",
+                "meter_id, width, bucket, grp",
+                [
                     Arg::IntArray(totals.clone().map(|k| k.0).collect()),
                     Arg::IntArray(totals.clone().map(|k| k.1).collect()),
                     Arg::IntArray(totals.clone().map(|k| k.2).collect()),
                     Arg::TextArray(totals.map(|k| k.3.as_str()).collect()),
-                ]
-                .into_iter()
-                .chain(aggregate_arrays(self.totals.values()))
-                .collect(),
-                merge: true,
-            },
+                ],
+                self.totals.values(),
+            ),
             Upsert {
                 table: "meter_distinct",
-                columns: "meter_id, day, customer, grp, value",
                 key: "meter_id, day, customer, grp, value",
                 rows: self.distinct.len(),
-                columns_data: vec![
+                columns: vec![
                     Arg::IntArray(distinct.clone().map(|k| k.0).collect()),
                     Arg::IntArray(distinct.clone().map(|k| k.1).collect()),
                     Arg::TextArray(distinct.clone().map(|k| k.2.as_str()).collect()),
@@ -291,32 +278,66 @@ impl Deltas {
     }
 }
 
-/// One rollup upsert: its rows as one array per column, in `columns` order.
+/// The aggregate columns of `meter_days` and `meter_totals`, after their keys.
+const AGGREGATE_COLUMNS: &str = "events, int_hi, int_lo, real_sum, reals, min_value, max_value";
+
+/// One rollup upsert: its rows as one array per column, the key's columns first.
 struct Upsert<'a> {
     table: &'static str,
-    columns: &'static str,
     /// The primary key's columns.
     key: &'static str,
     rows: usize,
-    columns_data: Vec<Arg<'a>>,
-    /// Whether a stored row takes the new aggregate (or is left as it is: a distinct value).
+    columns: Vec<Arg<'a>>,
+    /// Whether the rows carry [`AGGREGATE_COLUMNS`] after the key, which a stored row adds to
+    /// its own (or the key is all there is, and a stored row is left as it is).
     merge: bool,
 }
 
-impl Upsert<'_> {
+impl<'a> Upsert<'a> {
+    /// An upsert that adds `aggregates` (one per key, in order) to the rows of `keys`.
+    fn adding<'b>(
+        table: &'static str,
+        key: &'static str,
+        keys: [Arg<'a>; 4],
+        aggregates: impl ExactSizeIterator<Item = &'b Aggregate> + Clone,
+    ) -> Self {
+        let ints = |f: fn(&Aggregate) -> i64| Arg::IntArray(aggregates.clone().map(f).collect());
+        let floats =
+            |f: fn(&Aggregate) -> Option<f64>| Arg::FloatArray(aggregates.clone().map(f).collect());
+        let values = [
+            ints(|a| a.events),
+            ints(|a| a.int_hi),
+            ints(|a| a.int_lo),
+            floats(|a| Some(a.real_sum)),
+            ints(|a| a.reals),
+            floats(|a| a.min),
+            floats(|a| a.max),
+        ];
+        Upsert {
+            table,
+            key,
+            rows: aggregates.len(),
+            columns: keys.into_iter().chain(values).collect(),
+            merge: true,
+        }
+    }
+
     async fn run(self, tx: &mut Tx, backend: Backend) -> Result<(), StoreError> {
         let Upsert {
             table,
-            columns,
             key,
             rows,
-            columns_data,
+            columns,
             merge,
         } = self;
         if rows == 0 {
             return Ok(());
         }
-        let head = format!("INSERT INTO {table} ({columns}) ");
+        let head = if merge {
+            format!("INSERT INTO {table} ({key}, {AGGREGATE_COLUMNS}) ")
+        } else {
+            format!("INSERT INTO {table} ({key}) ")
+        };
         let tail = |q: &mut Query<'_>| {
             q.push(&format!(" ON CONFLICT ({key}) "));
             if merge {
@@ -331,7 +352,7 @@ impl Upsert<'_> {
             // `VALUES` binds each value and the server plans them all on every execution.
             Backend::Postgres => {
                 let mut q = Query::new(format!("{head}SELECT * FROM UNNEST("));
-                for (n, column) in columns_data.into_iter().enumerate() {
+                for (n, column) in columns.into_iter().enumerate() {
                     if n > 0 {
                         q.push(", ");
                     }
@@ -348,7 +369,7 @@ impl Upsert<'_> {
                     let mut q = Query::new(format!("{head}VALUES "));
                     for (n, &row) in chunk.iter().enumerate() {
                         q.push(if n > 0 { ", (" } else { "(" });
-                        for (c, column) in columns_data.iter().enumerate() {
+                        for (c, column) in columns.iter().enumerate() {
                             if c > 0 {
                                 q.push(", ");
                             }
@@ -363,24 +384,6 @@ impl Upsert<'_> {
         }
         Ok(())
     }
-}
-
-/// The aggregates' columns (`events` to `max_value`), one array each.
-fn aggregate_arrays<'a, 'b>(
-    aggregates: impl Iterator<Item = &'b Aggregate> + Clone,
-) -> [Arg<'a>; 7] {
-    let ints = |f: fn(&Aggregate) -> i64| Arg::IntArray(aggregates.clone().map(f).collect());
-    let floats =
-        |f: fn(&Aggregate) -> Option<f64>| Arg::FloatArray(aggregates.clone().map(f).collect());
-    [
-        ints(|a| a.events),
-        ints(|a| a.int_hi),
-        ints(|a| a.int_lo),
-        floats(|a| Some(a.real_sum)),
-        ints(|a| a.reals),
-        floats(|a| a.min),
-        floats(|a| a.max),
-    ]
 }
 
 /// `SET` of an upsert that adds the new aggregate to the stored one.

@@ -40,6 +40,8 @@ pub enum Arg<'a> {
     Bytes(Option<&'a [u8]>),
     /// `BIGINT[]`: PostgreSQL only.
     IntArray(Vec<i64>),
+    /// `BIGINT[]`, NULLs included: PostgreSQL only.
+    OptIntArray(Vec<Option<i64>>),
     /// `TEXT[]`: PostgreSQL only.
     TextArray(Vec<&'a str>),
     /// `DOUBLE PRECISION[]`, NULLs included: PostgreSQL only.
@@ -52,6 +54,7 @@ impl<'a> Arg<'a> {
     pub fn element(&self, i: usize) -> Arg<'a> {
         match self {
             Arg::IntArray(v) => Arg::Int(v.get(i).copied()),
+            Arg::OptIntArray(v) => Arg::Int(v.get(i).copied().flatten()),
             Arg::TextArray(v) => Arg::Text(v.get(i).map(|s| Cow::Borrowed(*s))),
             Arg::FloatArray(v) => Arg::Float(v.get(i).copied().flatten()),
             single => single.clone(),
@@ -159,7 +162,7 @@ impl<'a> Query<'a> {
                 Arg::Float(v) => out.add(v),
                 Arg::Text(v) => out.add(v),
                 Arg::Bytes(v) => out.add(v),
-                Arg::IntArray(_) | Arg::TextArray(_) | Arg::FloatArray(_) => {
+                Arg::IntArray(_) | Arg::OptIntArray(_) | Arg::TextArray(_) | Arg::FloatArray(_) => {
                     return Err(sqlx::Error::Encode("arrays are PostgreSQL only".into()));
                 }
             }
@@ -181,6 +184,7 @@ impl<'a> Query<'a> {
                 Arg::Text(v) => out.add(v.as_deref()),
                 Arg::Bytes(v) => out.add(v),
                 Arg::IntArray(v) => out.add(v),
+                Arg::OptIntArray(v) => out.add(v),
                 Arg::TextArray(v) => out.add(v),
                 Arg::FloatArray(v) => out.add(v),
             }
@@ -481,6 +485,9 @@ mod tests {
         let floats = Arg::FloatArray(vec![Some(1.5), None]);
         assert_eq!(floats.element(0), Arg::Float(Some(1.5)));
         assert_eq!(floats.element(1), Arg::Float(None));
+        let optional = Arg::OptIntArray(vec![None, Some(2)]);
+        assert_eq!(optional.element(0), Arg::Int(None));
+        assert_eq!(optional.element(1), Arg::Int(Some(2)));
         assert_eq!(Arg::from(7).element(3), Arg::Int(Some(7)));
     }
 

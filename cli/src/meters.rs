@@ -15,9 +15,10 @@ fn parse_aggregation(s: &str) -> Result<pb::MeterAggregation, String> {
         "min" => pb::MeterAggregation::Min,
         "max" => pb::MeterAggregation::Max,
         "count-unique" => pb::MeterAggregation::CountUnique,
+        "latest" => pb::MeterAggregation::Latest,
         other => {
             return Err(format!(
-                "{other:?}: expected count, sum, min, max or count-unique"
+                "{other:?}: expected count, sum, min, max, count-unique or latest"
             ));
         }
     })
@@ -40,6 +41,7 @@ fn aggregation_name(value: i32) -> &'static str {
         Ok(pb::MeterAggregation::Min) => "min",
         Ok(pb::MeterAggregation::Max) => "max",
         Ok(pb::MeterAggregation::CountUnique) => "count-unique",
+        Ok(pb::MeterAggregation::Latest) => "latest",
         _ => "unknown",
     }
 }
@@ -54,7 +56,7 @@ pub enum MetersCommand {
         /// The event name it reads.
         #[arg(long)]
         event_name: String,
-        /// count, sum, min, max or count-unique.
+        /// count, sum, min, max, count-unique or latest.
         #[arg(long, value_parser = parse_aggregation)]
         aggregation: pb::MeterAggregation,
         /// The property it reads (not for count), e.g. tokens or usage.input_tokens.

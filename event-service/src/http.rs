@@ -390,6 +390,7 @@ const METER_AGGREGATIONS: Names<pb::MeterAggregation> = &[
     ("min", pb::MeterAggregation::Min),
     ("max", pb::MeterAggregation::Max),
     ("count_unique", pb::MeterAggregation::CountUnique),
+    ("latest", pb::MeterAggregation::Latest),
 ];
 
 const METER_WINDOWS: Names<pb::MeterWindow> = &[

@@ -77,7 +77,12 @@ fn events(n: usize, seed: u64) -> Vec<NewEvent> {
                 1 => properties["model"] = json!("large"),
                 _ => {}
             }
-            let at = t0() + Duration::seconds(rng.below(4 * 86_400) as i64);
+            // A quarter fall on the hour, so that LATEST meets events of the same timestamp.
+            let at = if rng.below(4) == 0 {
+                t0() + Duration::hours(rng.below(4 * 24) as i64)
+            } else {
+                t0() + Duration::seconds(rng.below(4 * 86_400) as i64)
+            };
             NewEvent {
                 event_id: format!("e{}", rng.below(n as u64 * 2)),
                 event_name: if rng.below(10) == 0 {
@@ -131,6 +136,12 @@ fn definitions() -> Vec<MeterDefinition> {
         definition(
             "values.by_model",
             MeterAggregation::CountUnique(tokens()),
+            &["model"],
+        ),
+        definition("tokens.latest", MeterAggregation::Latest(tokens()), &[]),
+        definition(
+            "tokens.latest.by_model",
+            MeterAggregation::Latest(tokens()),
             &["model"],
         ),
     ]
@@ -191,6 +202,8 @@ struct Expected {
     any_real: bool,
     min: Option<f64>,
     max: Option<f64>,
+    /// The latest number's (timestamp, value): the largest pair.
+    latest: Option<(i64, f64)>,
     distinct: HashSet<String>,
 }
 
@@ -258,6 +271,16 @@ fn recompute(
                     target.min = Some(target.min.map_or(f, |m| m.min(f)));
                     target.max = Some(target.max.map_or(f, |m| m.max(f)));
                 }
+                MeterAggregation::Latest(p) => {
+                    let Some(Value::Number(n)) = path_value(&props, &p.as_string()) else {
+                        continue;
+                    };
+                    target.count += 1;
+                    let candidate = (ts, n.as_f64().unwrap());
+                    if target.latest.is_none_or(|l| candidate > l) {
+                        target.latest = Some(candidate);
+                    }
+                }
             }
         }
     }
@@ -290,6 +313,10 @@ fn assert_same(report: &MeterReport, events: &[NewEvent], d: &MeterDefinition, q
         }
         MeterAggregation::Min(_) => assert_eq!(Some(value), e.min, "{context} {what}"),
         MeterAggregation::Max(_) => assert_eq!(Some(value), e.max, "{context} {what}"),
+        MeterAggregation::Latest(_) => {
+            assert_eq!(Some(value), e.latest.map(|l| l.1), "{context} {what}");
+            assert_eq!(count, e.count, "{context} {what} events");
+        }
     };
     for (row, ((start, customer, group), e)) in report.rows.iter().zip(&rows) {
         assert_eq!(row.start, *start, "{context}");

@@ -290,7 +290,74 @@ async fn meters_are_a_persons_to_define_and_a_tenants_own(backend: Backend) {
     assert_eq!(gone.code(), Code::NotFound);
 }
 
+async fn a_latest_meter_reports_the_last_value_of_each_day(backend: Backend) {
+    let stack = Stack::start_on(backend).await;
+    stack
+        .meters()
+        .create_meter(with_key(
+            &stack.admin_key,
+            ev::CreateMeterRequest {
+                key: "seats".into(),
+                description: "seats in use".into(),
+                event_name: "seats_reported".into(),
+                aggregation: ev::MeterAggregation::Latest.into(),
+                property: "tokens".into(),
+                group_by: vec![],
+            },
+        ))
+        .await
+        .unwrap();
+    let (_, ingest) = stack.service_account_key(&["event_ingestor"]).await;
+    let (_, reader) = stack.service_account_key(&["event_reader"]).await;
+    let today = tollgate::time::now()
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc();
+    let (first, second) = (
+        today - chrono::Duration::days(2),
+        today - chrono::Duration::days(1),
+    );
+    // Sent out of order: the figure follows the events' timestamps, not their arrival.
+    let sent = [
+        (first + chrono::Duration::hours(20), 12.0),
+        (first + chrono::Duration::hours(3), 40.0),
+        (second + chrono::Duration::minutes(5), 7.0),
+        (second + chrono::Duration::minutes(1), 9.0),
+    ];
+    for (at, seats) in sent {
+        let mut e = event("seats_reported", "cus_1", seats);
+        e.timestamp = Some(tollgate::time::to_proto(at));
+        stack.ingest(&ingest, e).await.unwrap();
+    }
+    let report = stack
+        .meters()
+        .get_meter_usage(with_key(
+            &reader,
+            ev::GetMeterUsageRequest {
+                key: "seats".into(),
+                start_time: Some(tollgate::time::to_proto(first)),
+                end_time: Some(tollgate::time::to_proto(today)),
+                external_customer_id: "cus_1".into(),
+                group_by_customer: false,
+                window: ev::MeterWindow::Day.into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(report.source, "rollups");
+    let days: Vec<(f64, i64)> = report
+        .rows
+        .iter()
+        .map(|r| (r.value, r.event_count))
+        .collect();
+    assert_eq!(days, [(12.0, 2), (7.0, 2)]);
+    assert_eq!(report.total, 7.0);
+}
+
 stories!(
     a_tenant_meters_its_usage_exactly,
+    a_latest_meter_reports_the_last_value_of_each_day,
     meters_are_a_persons_to_define_and_a_tenants_own,
 );

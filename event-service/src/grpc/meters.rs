@@ -42,6 +42,7 @@ fn aggregation_to_proto(a: &MeterAggregation) -> pb::MeterAggregation {
         MeterAggregation::Min(_) => pb::MeterAggregation::Min,
         MeterAggregation::Max(_) => pb::MeterAggregation::Max,
         MeterAggregation::CountUnique(_) => pb::MeterAggregation::CountUnique,
+        MeterAggregation::Latest(_) => pb::MeterAggregation::Latest,
     }
 }
 
@@ -50,7 +51,7 @@ fn definition(req: pb::CreateMeterRequest) -> Result<MeterDefinition, EventError
         if req.property.is_empty() {
             return Err(EventError::invalid(
                 "property",
-                "is required for SUM, MIN, MAX and COUNT_UNIQUE",
+                "is required for SUM, MIN, MAX, COUNT_UNIQUE and LATEST",
             ));
         }
         Ok(PropertyPath::parse("property", &req.property)?)
@@ -69,10 +70,11 @@ fn definition(req: pb::CreateMeterRequest) -> Result<MeterDefinition, EventError
         Ok(pb::MeterAggregation::Min) => MeterAggregation::Min(property()?),
         Ok(pb::MeterAggregation::Max) => MeterAggregation::Max(property()?),
         Ok(pb::MeterAggregation::CountUnique) => MeterAggregation::CountUnique(property()?),
+        Ok(pb::MeterAggregation::Latest) => MeterAggregation::Latest(property()?),
         Ok(pb::MeterAggregation::Unspecified) | Err(_) => {
             return Err(EventError::invalid(
                 "aggregation",
-                "must be COUNT, SUM, MIN, MAX or COUNT_UNIQUE",
+                "must be COUNT, SUM, MIN, MAX, COUNT_UNIQUE or LATEST",
             ));
         }
     };

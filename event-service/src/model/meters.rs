@@ -108,6 +108,10 @@ pub enum MeterAggregation {
     Max(PropertyPath),
     /// How many distinct values a property takes (exactly: billing cannot use a sketch).
     CountUnique(PropertyPath),
+    /// The value of a numeric property in the latest event (a gauge, such as seats). Of
+    /// events with the same timestamp, the largest value: the figure then depends only on
+    /// which events are stored, never on the order they arrived in.
+    Latest(PropertyPath),
 }
 
 impl MeterAggregation {
@@ -119,6 +123,7 @@ impl MeterAggregation {
             MeterAggregation::Min(_) => "min",
             MeterAggregation::Max(_) => "max",
             MeterAggregation::CountUnique(_) => "count_unique",
+            MeterAggregation::Latest(_) => "latest",
         }
     }
 
@@ -129,7 +134,8 @@ impl MeterAggregation {
             MeterAggregation::Sum(p)
             | MeterAggregation::Min(p)
             | MeterAggregation::Max(p)
-            | MeterAggregation::CountUnique(p) => Some(p),
+            | MeterAggregation::CountUnique(p)
+            | MeterAggregation::Latest(p) => Some(p),
         }
     }
 
@@ -142,6 +148,7 @@ impl MeterAggregation {
             "min" => MeterAggregation::Min(path()?),
             "max" => MeterAggregation::Max(path()?),
             "count_unique" => MeterAggregation::CountUnique(path()?),
+            "latest" => MeterAggregation::Latest(path()?),
             _ => return None,
         })
     }
@@ -243,6 +250,8 @@ pub enum Measure {
     Number(Number),
     /// A value to count once, as canonical JSON text.
     Distinct(String),
+    /// A number whose event's timestamp decides whether it is the latest.
+    Latest(Number),
 }
 
 /// Stored properties (a JSON object's text) as meters read them; unreadable text reads as
@@ -275,6 +284,9 @@ impl MeterDefinition {
             MeterAggregation::Sum(p) | MeterAggregation::Min(p) | MeterAggregation::Max(p) => {
                 p.get(properties).and_then(Number::of).map(Measure::Number)
             }
+            MeterAggregation::Latest(p) => {
+                p.get(properties).and_then(Number::of).map(Measure::Latest)
+            }
             MeterAggregation::CountUnique(p) => p
                 .get(properties)
                 .filter(|v| !v.is_null())
@@ -303,13 +315,40 @@ pub struct Aggregate {
     pub min: Option<f64>,
     /// Largest number.
     pub max: Option<f64>,
+    /// The latest number (LATEST meters only) and its event's timestamp, in microseconds.
+    pub latest: Option<Latest>,
+}
+
+/// A LATEST meter's value and when it was measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Latest {
+    /// The event's timestamp, microseconds since the epoch.
+    pub ts: i64,
+    /// The value.
+    pub value: f64,
+}
+
+impl Latest {
+    /// The later of two; at the same timestamp, the larger value (see
+    /// [`MeterAggregation::Latest`]). Values are JSON numbers, never NaN.
+    fn later(a: Option<Latest>, b: Option<Latest>) -> Option<Latest> {
+        match (a, b) {
+            (Some(a), Some(b)) if (b.ts, b.value) > (a.ts, a.value) => Some(b),
+            (Some(a), _) => Some(a),
+            (None, b) => b,
+        }
+    }
 }
 
 impl Aggregate {
-    /// Adds one event's value (a distinct value only counts the event: the distinct values
-    /// themselves are kept apart).
-    pub fn add(&mut self, value: &Measure) {
+    /// Adds the value of one event at `ts` (a distinct value only counts the event: the
+    /// distinct values themselves are kept apart).
+    pub fn add(&mut self, value: &Measure, ts: i64) {
         self.events += 1;
+        if let Measure::Latest(n) = value {
+            let value = n.as_f64();
+            self.latest = Latest::later(self.latest, Some(Latest { ts, value }));
+        }
         if let Measure::Number(n) = value {
             match *n {
                 Number::Int(i) => {
@@ -342,6 +381,7 @@ impl Aggregate {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         };
+        self.latest = Latest::later(self.latest, other.latest);
     }
 
     /// The integers' exact sum.
@@ -363,6 +403,7 @@ impl Aggregate {
             }
             MeterAggregation::Min(_) => (self.min.unwrap_or_default(), None),
             MeterAggregation::Max(_) => (self.max.unwrap_or_default(), None),
+            MeterAggregation::Latest(_) => (self.latest.map(|l| l.value).unwrap_or_default(), None),
         }
     }
 }
@@ -571,13 +612,13 @@ impl ReportBuilder {
         }
     }
 
-    /// Adds an event's reading.
-    pub fn add_reading(&mut self, key: RowKey, value: &Measure) {
+    /// Adds the reading of an event at `ts`.
+    pub fn add_reading(&mut self, key: RowKey, value: &Measure, ts: i64) {
         match value {
             Measure::Distinct(v) => self.add_distinct(key, v),
             other => {
                 let mut one = Aggregate::default();
-                one.add(other);
+                one.add(other, ts);
                 self.add(key, &one);
             }
         }
@@ -659,9 +700,9 @@ mod tests {
     fn integer_sums_are_exact_past_64_bits() {
         let mut a = Aggregate::default();
         for _ in 0..4 {
-            a.add(&Measure::Number(Number::Int(MAX_EXACT_INT - 1)));
+            a.add(&Measure::Number(Number::Int(MAX_EXACT_INT - 1)), 0);
         }
-        a.add(&Measure::Number(Number::Int(-5)));
+        a.add(&Measure::Number(Number::Int(-5)), 0);
         let sum = a.figure(&MeterAggregation::Sum(
             PropertyPath::parse("p", "x").unwrap(),
         ));
@@ -670,6 +711,32 @@ mod tests {
         halves.merge(&a);
         halves.merge(&Aggregate::default());
         assert_eq!(halves, a);
+    }
+
+    #[test]
+    fn latest_is_the_same_in_any_order_of_events_and_merges() {
+        let latest = MeterAggregation::Latest(PropertyPath::parse("p", "seats").unwrap());
+        // (ts, value): the latest timestamp wins; at a tie, the larger value.
+        let events = [(5, 1.0), (9, 3.0), (9, 7.0), (2, 100.0), (9, -1.0)];
+        let mut forward = Aggregate::default();
+        for (ts, v) in events {
+            forward.add(&Measure::Latest(Number::Real(v)), ts);
+        }
+        let mut backward = Aggregate::default();
+        for (ts, v) in events.iter().rev() {
+            backward.add(&Measure::Latest(Number::Real(*v)), *ts);
+        }
+        let (mut early, mut late) = (Aggregate::default(), Aggregate::default());
+        for (n, (ts, v)) in events.iter().enumerate() {
+            let half = if n % 2 == 0 { &mut early } else { &mut late };
+            half.add(&Measure::Latest(Number::Real(*v)), *ts);
+        }
+        late.merge(&early);
+        for a in [forward, backward, late] {
+            assert_eq!(a.figure(&latest).0, 7.0);
+            assert_eq!(a.events, 5);
+        }
+        assert_eq!(Aggregate::default().latest, None);
     }
 
     #[test]

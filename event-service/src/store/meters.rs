@@ -28,15 +28,15 @@ use tollgate::sql::{Arg, Backend, Db, Query, Tx};
 
 use super::{Row, StoreError};
 use crate::model::meters::{
-    Aggregate, Backfill, DAY, HOUR, MINUTE, Measure, Meter, MeterAggregation, MeterDefinition,
-    MeterKey, MeterQuery, MeterReport, PropertyPath, ReportBuilder, ReportSource, Window,
-    parse_properties,
+    Aggregate, Backfill, DAY, HOUR, Latest, MINUTE, Measure, Meter, MeterAggregation,
+    MeterDefinition, MeterKey, MeterQuery, MeterReport, PropertyPath, ReportBuilder, ReportSource,
+    Window, parse_properties,
 };
 use serde_json::Value;
 
 /// The advisory lock key that orders meter changes against insert transactions (PostgreSQL).
 const METERS_LOCK: i64 = 0x746f_6c6c_6d65_7472; // "tollmetr"
-/// Rows one rollup upsert statement writes at most (11 binds each, far below both limits).
+/// Rows one rollup upsert statement writes at most (13 binds each, far below both limits).
 const ROWS_PER_UPSERT: usize = 500;
 /// Events one backfill step counts.
 pub const BACKFILL_CHUNK: i64 = 5000;
@@ -187,7 +187,7 @@ impl Deltas {
                 self.days
                     .entry((meter.id, day, customer.to_owned(), reading.group.clone()))
                     .or_default()
-                    .add(counted);
+                    .add(counted, ts);
                 for width in [MINUTE, HOUR] {
                     self.totals
                         .entry((
@@ -197,7 +197,7 @@ impl Deltas {
                             reading.group.clone(),
                         ))
                         .or_default()
-                        .add(counted);
+                        .add(counted, ts);
                 }
             }
         }
@@ -279,7 +279,8 @@ impl Deltas {
 }
 
 /// The aggregate columns of `meter_days` and `meter_totals`, after their keys.
-const AGGREGATE_COLUMNS: &str = "events, int_hi, int_lo, real_sum, reals, min_value, max_value";
+const AGGREGATE_COLUMNS: &str =
+    "events, int_hi, int_lo, real_sum, reals, min_value, max_value, latest_ts, latest_value";
 
 /// One rollup upsert: its rows as one array per column, the key's columns first.
 struct Upsert<'a> {
@@ -312,6 +313,8 @@ impl<'a> Upsert<'a> {
             ints(|a| a.reals),
             floats(|a| a.min),
             floats(|a| a.max),
+            Arg::OptIntArray(aggregates.clone().map(|a| a.latest.map(|l| l.ts)).collect()),
+            floats(|a| a.latest.map(|l| l.value)),
         ];
         Upsert {
             table,
@@ -407,6 +410,18 @@ fn push_merge(q: &mut Query<'_>, table: &str, backend: Backend) {
              COALESCE(excluded.max_value, {table}.max_value))"
         )),
     };
+    // The stored latest stays unless the new one is later, or as late and larger (see
+    // `MeterAggregation::Latest`); both columns are NULL together. The right-hand sides all
+    // read the stored row as it was, so one condition serves both columns.
+    let keep = format!(
+        "excluded.latest_ts IS NULL OR ({table}.latest_ts IS NOT NULL AND \
+         ({table}.latest_ts > excluded.latest_ts OR ({table}.latest_ts = excluded.latest_ts \
+         AND {table}.latest_value >= excluded.latest_value)))"
+    );
+    q.push(&format!(
+        ", latest_ts = CASE WHEN {keep} THEN {table}.latest_ts ELSE excluded.latest_ts END, \
+         latest_value = CASE WHEN {keep} THEN {table}.latest_value ELSE excluded.latest_value END"
+    ));
 }
 
 /// Columns of `meters`, in [`MeterRow`] order.
@@ -794,6 +809,8 @@ struct RollupRow {
     reals: i64,
     min_value: Option<f64>,
     max_value: Option<f64>,
+    latest_ts: Option<i64>,
+    latest_value: Option<f64>,
 }
 
 impl RollupRow {
@@ -806,6 +823,10 @@ impl RollupRow {
             reals: self.reals,
             min: self.min_value,
             max: self.max_value,
+            latest: self
+                .latest_ts
+                .zip(self.latest_value)
+                .map(|(ts, value)| Latest { ts, value }),
         }
     }
 }
@@ -869,7 +890,8 @@ pub async fn usage(
                 Plan::Totals(width) => {
                     let mut q = Query::new(
                         "SELECT bucket, CAST(NULL AS TEXT) AS customer, grp, events, int_hi, \
-                         int_lo, real_sum, reals, min_value, max_value FROM meter_totals \
+                         int_lo, real_sum, reals, min_value, max_value, latest_ts, latest_value \
+                         FROM meter_totals \
                          WHERE meter_id = ",
                     );
                     q.push_bind(meter.id);
@@ -881,7 +903,8 @@ pub async fn usage(
                 _ => {
                     let mut q = Query::new(
                         "SELECT day AS bucket, customer, grp, events, int_hi, int_lo, real_sum, \
-                         reals, min_value, max_value FROM meter_days WHERE meter_id = ",
+                         reals, min_value, max_value, latest_ts, latest_value FROM meter_days \
+                         WHERE meter_id = ",
                     );
                     q.push_bind(meter.id);
                     push_days(&mut q, query);
@@ -958,6 +981,7 @@ pub async fn usage(
                             reading.group,
                         ),
                         &value,
+                        e.ts,
                     );
                 }
                 if report.len() > max_rows {

@@ -213,6 +213,21 @@ fn up_then_manage_accounts_keys_and_events() {
     let listed = stack.run(&admin, &["meters", "list"]);
     assert_eq!(listed[0]["key"], "tokens");
     stack.run(&admin, &["meters", "delete", "tokens"]);
+    let gauge = stack.run(
+        &admin,
+        &[
+            "meters",
+            "create",
+            "seats",
+            "--event-name",
+            "api_call",
+            "--aggregation",
+            "latest",
+            "--property",
+            "tokens",
+        ],
+    );
+    assert_eq!(gauge[0]["aggregation"], "latest", "{gauge}");
 
     // Rotation: a new key with the same roles, the old one kept for the grace, and the
     // audit log says who did it.

@@ -345,24 +345,27 @@ impl Aggregate {
     /// distinct values themselves are kept apart).
     pub fn add(&mut self, value: &Measure, ts: i64) {
         self.events += 1;
-        if let Measure::Latest(n) = value {
-            let value = n.as_f64();
-            self.latest = Latest::later(self.latest, Some(Latest { ts, value }));
-        }
-        if let Measure::Number(n) = value {
-            match *n {
-                Number::Int(i) => {
-                    self.int_hi += i >> 32;
-                    self.int_lo += i & 0xffff_ffff;
-                }
-                Number::Real(r) => {
-                    self.real_sum += r;
-                    self.reals += 1;
-                }
+        match value {
+            Measure::Latest(n) => {
+                let value = n.as_f64();
+                self.latest = Latest::later(self.latest, Some(Latest { ts, value }));
             }
-            let v = n.as_f64();
-            self.min = Some(self.min.map_or(v, |m| m.min(v)));
-            self.max = Some(self.max.map_or(v, |m| m.max(v)));
+            Measure::Number(n) => {
+                match *n {
+                    Number::Int(i) => {
+                        self.int_hi += i >> 32;
+                        self.int_lo += i & 0xffff_ffff;
+                    }
+                    Number::Real(r) => {
+                        self.real_sum += r;
+                        self.reals += 1;
+                    }
+                }
+                let v = n.as_f64();
+                self.min = Some(self.min.map_or(v, |m| m.min(v)));
+                self.max = Some(self.max.map_or(v, |m| m.max(v)));
+            }
+            Measure::One | Measure::Distinct(_) => {}
         }
     }
 

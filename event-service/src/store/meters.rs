@@ -369,7 +369,7 @@ impl<'a> Upsert<'a> {
                 q.push("DO NOTHING");
             } else {
                 q.push("DO UPDATE SET ");
-                push_merge(q, table, backend, merge == Merge::AddLatest);
+                push_merge(q, table, backend, merge);
             }
         };
         match backend {
@@ -411,9 +411,9 @@ impl<'a> Upsert<'a> {
     }
 }
 
-/// `SET` of an upsert that adds the new aggregate to the stored one (and, with `latest`, keeps
-/// the later of the two LATEST values).
-fn push_merge(q: &mut Query<'_>, table: &str, backend: Backend, latest: bool) {
+/// `SET` of an upsert that adds the new aggregate to the stored one (and, with
+/// [`Merge::AddLatest`], keeps the later of the two LATEST values).
+fn push_merge(q: &mut Query<'_>, table: &str, backend: Backend, merge: Merge) {
     q.push(&format!(
         "events = {table}.events + excluded.events, int_hi = {table}.int_hi + excluded.int_hi, \
          int_lo = {table}.int_lo + excluded.int_lo, real_sum = {table}.real_sum + \
@@ -433,7 +433,7 @@ fn push_merge(q: &mut Query<'_>, table: &str, backend: Backend, latest: bool) {
              COALESCE(excluded.max_value, {table}.max_value))"
         )),
     };
-    if !latest {
+    if merge != Merge::AddLatest {
         return;
     }
     // The stored latest stays unless the new one is later, or as late and larger (see

@@ -49,6 +49,17 @@ pub enum Arg<'a> {
 }
 
 impl<'a> Arg<'a> {
+    /// Elements `range` of an array, as an array of their own; a single value is itself.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> Arg<'a> {
+        match self {
+            Arg::IntArray(v) => Arg::IntArray(v[range].to_vec()),
+            Arg::OptIntArray(v) => Arg::OptIntArray(v[range].to_vec()),
+            Arg::TextArray(v) => Arg::TextArray(v[range].to_vec()),
+            Arg::FloatArray(v) => Arg::FloatArray(v[range].to_vec()),
+            single => single.clone(),
+        }
+    }
+
     /// Element `i` of an array as a value of the element's type (NULL past the end); a single
     /// value is itself.
     pub fn element(&self, i: usize) -> Arg<'a> {

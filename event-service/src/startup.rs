@@ -197,6 +197,8 @@ impl Application {
         let (tls, events, auth) = (self.server_tls, self.events, self.auth.clone());
         // Meters created before are backfilled while the service serves.
         let backfill = tokio::spawn(self.meters.clone().run_backfill());
+        // Staged meter deltas are added to the rollups while the service serves.
+        let fold = tokio::spawn(self.meters.clone().run_fold());
         let meters = self.meters;
         // Revocations are followed while the service serves.
         let follower = tokio::spawn(revocations::follow(
@@ -254,6 +256,8 @@ impl Application {
             .await;
         follower.abort();
         backfill.abort();
+        // A fold cut short rolls back: its staged rows stay for the next one, here or elsewhere.
+        fold.abort();
         // The router (and with it every ingest handle) is gone; the writer ends once the queue
         // is empty.
         if let Err(e) = self.writer.await {

@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use tollgate::sql::{Arg, Backend, Db, Query, Tx};
 
+use super::pending::{self, Entry};
 use super::{Row, StoreError};
 use crate::model::meters::{
     Aggregate, Backfill, DAY, HOUR, Latest, MINUTE, Measure, Meter, MeterAggregation,
@@ -39,8 +40,13 @@ const METERS_LOCK: i64 = 0x746f_6c6c_6d65_7472; // "tollmetr"
 /// Rows one rollup upsert statement writes at most (at most 13 binds each, far below both
 /// limits).
 const ROWS_PER_UPSERT: usize = 500;
+/// Rows one PostgreSQL rollup upsert writes at most: about 100 bytes of binds each.
+const ARRAY_ROWS: usize = 2000;
 /// Events one backfill step counts.
 pub const BACKFILL_CHUNK: i64 = 5000;
+/// Staged rows one fold takes at most (each one meter's deltas from one insert transaction,
+/// tens of KiB for a batch of 1000 events): bounds the fold's memory and its transaction.
+pub const FOLD_ROWS: usize = 50;
 /// Days listed one by one in a per-customer query (a seek each); longer ranges scan instead.
 const MAX_LISTED_DAYS: i64 = 400;
 
@@ -229,6 +235,87 @@ impl Deltas {
         self.days.is_empty() && self.totals.is_empty() && self.distinct.is_empty()
     }
 
+    /// Stages the deltas in `meter_pending` (PostgreSQL's writer), one row per meter, for [`fold`] to add to the
+    /// rollups: a few rows per transaction instead of an upsert per meter, customer, group and
+    /// day, and the fold adds up many transactions' deltas for the same rows before it writes.
+    pub async fn stage(&self, tx: &mut Tx) -> Result<(), StoreError> {
+        let mut rows: BTreeMap<i64, pending::Writer> = BTreeMap::new();
+        for ((meter, day, customer, group), aggregate) in &self.days {
+            rows.entry(*meter).or_default().push(&Entry::Day {
+                day: *day,
+                customer,
+                group,
+                aggregate: *aggregate,
+            });
+        }
+        for ((meter, width, bucket, group), aggregate) in &self.totals {
+            rows.entry(*meter).or_default().push(&Entry::Total {
+                width: *width,
+                bucket: *bucket,
+                group,
+                aggregate: *aggregate,
+            });
+        }
+        for (meter, day, customer, group, value) in &self.distinct {
+            rows.entry(*meter).or_default().push(&Entry::Distinct {
+                day: *day,
+                customer,
+                group,
+                value,
+            });
+        }
+        for (meter, row) in rows {
+            let bytes = row.finish();
+            tx.execute(
+                Query::new("INSERT INTO meter_pending (meter_id, deltas) VALUES ($1, $2)")
+                    .bind(meter)
+                    .bind(Arg::Bytes(Some(&bytes))),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Adds one staged entry of `meter`.
+    fn add_entry(&mut self, meter: i64, entry: Entry<'_>) {
+        match entry {
+            Entry::Day {
+                day,
+                customer,
+                group,
+                aggregate,
+            } => self
+                .days
+                .entry((meter, day, customer.to_owned(), group.to_owned()))
+                .or_default()
+                .merge(&aggregate),
+            Entry::Total {
+                width,
+                bucket,
+                group,
+                aggregate,
+            } => self
+                .totals
+                .entry((meter, width, bucket, group.to_owned()))
+                .or_default()
+                .merge(&aggregate),
+            Entry::Distinct {
+                day,
+                customer,
+                group,
+                value,
+            } => {
+                self.distinct.insert((
+                    meter,
+                    day,
+                    customer.to_owned(),
+                    group.to_owned(),
+                    value.to_owned(),
+                ));
+            }
+        }
+    }
+
     /// Adds it all to the rollups, in key order (so that concurrent transactions lock shared
     /// rows in the same order and never deadlock).
     pub async fn write(&self, tx: &mut Tx, backend: Backend) -> Result<(), StoreError> {
@@ -375,17 +462,22 @@ impl<'a> Upsert<'a> {
         match backend {
             // One array per column: a statement of a few binds whatever the row count, where
             // `VALUES` binds each value and the server plans them all on every execution.
+            // A fold's rows are many: each statement takes at most ARRAY_ROWS of them, because
+            // a connection keeps the buffer its largest statement needed for as long as it lives.
             Backend::Postgres => {
-                let mut q = Query::new(format!("{head}SELECT * FROM UNNEST("));
-                for (n, column) in columns.into_iter().enumerate() {
-                    if n > 0 {
-                        q.push(", ");
+                for start in (0..rows).step_by(ARRAY_ROWS) {
+                    let range = start..rows.min(start + ARRAY_ROWS);
+                    let mut q = Query::new(format!("{head}SELECT * FROM UNNEST("));
+                    for (n, column) in columns.iter().enumerate() {
+                        if n > 0 {
+                            q.push(", ");
+                        }
+                        q.push_bind(column.slice(range.clone()));
                     }
-                    q.push_bind(column);
+                    q.push(")");
+                    tail(&mut q);
+                    tx.execute(q).await?;
                 }
-                q.push(")");
-                tail(&mut q);
-                tx.execute(q).await?;
             }
             // SQLite has no arrays: rows of `VALUES`, in few distinct statement sizes.
             Backend::Sqlite => {
@@ -656,7 +748,12 @@ pub async fn delete(write: &Db, scope_id: i64, key: &MeterKey) -> Result<bool, S
     let Some((id,)) = id else {
         return Ok(false);
     };
-    for table in ["meter_days", "meter_totals", "meter_distinct"] {
+    for table in [
+        "meter_days",
+        "meter_totals",
+        "meter_distinct",
+        "meter_pending",
+    ] {
         tx.execute(Query::new(format!("DELETE FROM {table} WHERE meter_id = $1")).bind(id))
             .await?;
     }
@@ -664,6 +761,51 @@ pub async fn delete(write: &Db, scope_id: i64, key: &MeterKey) -> Result<bool, S
         .await?;
     tx.commit().await?;
     Ok(true)
+}
+
+/// Adds staged deltas (at most [`FOLD_ROWS`] rows, oldest first) to the rollups and deletes
+/// them, in one transaction: a query sees each either staged or added, never both. How many
+/// staged rows it took.
+///
+/// Several replicas may fold at once on PostgreSQL: each takes rows no other fold has locked,
+/// and both write the rollups in key order (see [`Deltas::write`]). The shared meters lock
+/// keeps a meter from being deleted mid-fold (its rollups would come back).
+pub async fn fold(db: &Db, write: &Db) -> Result<usize, StoreError> {
+    // Looked for on a reader first, so that an idle service does not take SQLite's write lock.
+    let any: Option<(i64,)> = db
+        .fetch_optional(Query::new("SELECT id FROM meter_pending LIMIT 1"))
+        .await?;
+    if any.is_none() {
+        return Ok(0);
+    }
+    let backend = write.backend();
+    let mut tx = write.begin_write().await?;
+    let skip_locked = match backend {
+        Backend::Sqlite => "",
+        Backend::Postgres => {
+            tx.execute(Query::new("SELECT pg_advisory_xact_lock_shared($1)").bind(METERS_LOCK))
+                .await?;
+            " FOR UPDATE SKIP LOCKED"
+        }
+    };
+    let staged: Vec<(i64, Vec<u8>)> = tx
+        .fetch_all(
+            Query::new(format!(
+                "DELETE FROM meter_pending WHERE id IN (SELECT id FROM meter_pending ORDER BY id \
+                 LIMIT $1{skip_locked}) RETURNING meter_id, deltas"
+            ))
+            .bind(FOLD_ROWS as i64),
+        )
+        .await?;
+    let mut deltas = Deltas::default();
+    for (meter, bytes) in &staged {
+        for entry in pending::read(bytes)? {
+            deltas.add_entry(*meter, entry);
+        }
+    }
+    deltas.write(&mut tx, backend).await?;
+    tx.commit().await?;
+    Ok(staged.len())
 }
 
 /// Meters whose backfill is not done, oldest first.
@@ -837,7 +979,22 @@ struct RollupRow {
     max_value: Option<f64>,
     latest_ts: Option<i64>,
     latest_value: Option<f64>,
+    /// A staged row's deltas ([`STAGED_AS_ROLLUP`]); the other columns are then placeholders.
+    pending: Option<Vec<u8>>,
 }
+
+/// Added with `UNION ALL` to a rollup query (whose rows end with `pending`, NULL): the meter's
+/// staged rows, in the same statement so that the rollups and the staged deltas are read from
+/// one snapshot (a fold between two statements could move deltas past both reads, or into
+/// both). Completed with the meter's id.
+const STAGED_AS_ROLLUP: &str = " UNION ALL SELECT CAST(0 AS BIGINT), CAST(NULL AS TEXT), '', \
+     CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS DOUBLE PRECISION), \
+     CAST(0 AS BIGINT), CAST(NULL AS DOUBLE PRECISION), CAST(NULL AS DOUBLE PRECISION), \
+     CAST(NULL AS BIGINT), CAST(NULL AS DOUBLE PRECISION), deltas FROM meter_pending \
+     WHERE meter_id = ";
+/// [`STAGED_AS_ROLLUP`] for a query of distinct values.
+const STAGED_AS_DISTINCT: &str =
+    " UNION ALL SELECT CAST(0 AS BIGINT), '', '', '', deltas FROM meter_pending WHERE meter_id = ";
 
 impl RollupRow {
     fn aggregate(&self) -> Aggregate {
@@ -916,9 +1073,8 @@ pub async fn usage(
                 Plan::Totals(width) => {
                     let mut q = Query::new(
                         "SELECT bucket, CAST(NULL AS TEXT) AS customer, grp, events, int_hi, \
-                         int_lo, real_sum, reals, min_value, max_value, latest_ts, latest_value \
-                         FROM meter_totals \
-                         WHERE meter_id = ",
+                         int_lo, real_sum, reals, min_value, max_value, latest_ts, latest_value, \
+                         CAST(NULL AS BYTEA) AS pending FROM meter_totals WHERE meter_id = ",
                     );
                     q.push_bind(meter.id);
                     q.push(" AND width = ").push_bind(width);
@@ -929,50 +1085,128 @@ pub async fn usage(
                 _ => {
                     let mut q = Query::new(
                         "SELECT day AS bucket, customer, grp, events, int_hi, int_lo, real_sum, \
-                         reals, min_value, max_value, latest_ts, latest_value FROM meter_days \
-                         WHERE meter_id = ",
+                         reals, min_value, max_value, latest_ts, latest_value, \
+                         CAST(NULL AS BYTEA) AS pending FROM meter_days WHERE meter_id = ",
                     );
                     q.push_bind(meter.id);
                     push_days(&mut q, query);
                     q
                 }
             };
-            q.push(" ORDER BY bucket");
+            q.push(STAGED_AS_ROLLUP).push_bind(meter.id);
             let rows: Vec<RollupRow> = db.fetch_all(q).await?;
             for row in &rows {
-                report.add(
-                    (
-                        query.bucket(row.bucket),
-                        customer_of(row.customer.clone()),
-                        row.grp.clone(),
-                    ),
-                    &row.aggregate(),
-                );
-                if report.len() > max_rows {
-                    return Ok(Err(Refused::TooManyRows(max_rows)));
+                let Some(bytes) = &row.pending else {
+                    report.add(
+                        (
+                            query.bucket(row.bucket),
+                            customer_of(row.customer.clone()),
+                            row.grp.clone(),
+                        ),
+                        &row.aggregate(),
+                    );
+                    if report.len() > max_rows {
+                        return Ok(Err(Refused::TooManyRows(max_rows)));
+                    }
+                    continue;
+                };
+                for entry in pending::read(bytes)? {
+                    let (bucket, customer, group, aggregate) = match (&chosen, entry) {
+                        (
+                            Plan::Totals(width),
+                            Entry::Total {
+                                width: w,
+                                bucket,
+                                group,
+                                aggregate,
+                            },
+                        ) if w == *width && bucket >= query.start && bucket < query.end => {
+                            (bucket, None, group, aggregate)
+                        }
+                        (
+                            Plan::Days,
+                            Entry::Day {
+                                day,
+                                customer,
+                                group,
+                                aggregate,
+                            },
+                        ) if covers(query, day, customer) => {
+                            (day, Some(customer.to_owned()), group, aggregate)
+                        }
+                        _ => continue,
+                    };
+                    report.add(
+                        (
+                            query.bucket(bucket),
+                            customer_of(customer),
+                            group.to_owned(),
+                        ),
+                        &aggregate,
+                    );
+                    if report.len() > max_rows {
+                        return Ok(Err(Refused::TooManyRows(max_rows)));
+                    }
                 }
             }
             ReportSource::Rollups
         }
         Plan::Distinct => {
             let mut q = Query::new(
-                "SELECT day, customer, grp, value FROM meter_distinct WHERE meter_id = ",
+                "SELECT day, customer, grp, value, CAST(NULL AS BYTEA) AS pending \
+                 FROM meter_distinct WHERE meter_id = ",
             );
             q.push_bind(meter.id);
             push_days(&mut q, query);
+            q.push(STAGED_AS_DISTINCT).push_bind(meter.id);
+            type DistinctRow = (i64, String, String, String, Option<Vec<u8>>);
             let (rows, more) = db
-                .fetch_while::<(i64, String, String, String)>(q, at_most(max_events))
+                .fetch_while::<DistinctRow>(q, at_most(max_events))
                 .await?;
             if more {
                 return Ok(Err(Refused::TooManyEvents(max_events)));
             }
-            for (day, customer, group, value) in rows {
-                report.add_distinct(
-                    (query.bucket(day), customer_of(Some(customer)), group),
-                    &value,
-                );
-                if report.len() > max_rows {
-                    return Ok(Err(Refused::TooManyRows(max_rows)));
+            // Staged values count against the bound too (the rows above counted once each).
+            let mut staged_values = 0usize;
+            for (day, customer, group, value, staged) in rows {
+                let Some(bytes) = staged else {
+                    report.add_distinct(
+                        (query.bucket(day), customer_of(Some(customer)), group),
+                        &value,
+                    );
+                    if report.len() > max_rows {
+                        return Ok(Err(Refused::TooManyRows(max_rows)));
+                    }
+                    continue;
+                };
+                for entry in pending::read(&bytes)? {
+                    let Entry::Distinct {
+                        day,
+                        customer,
+                        group,
+                        value,
+                    } = entry
+                    else {
+                        continue;
+                    };
+                    if !covers(query, day, customer) {
+                        continue;
+                    }
+                    staged_values += 1;
+                    if staged_values > max_events {
+                        return Ok(Err(Refused::TooManyEvents(max_events)));
+                    }
+                    report.add_distinct(
+                        (
+                            query.bucket(day),
+                            customer_of(Some(customer.to_owned())),
+                            group.to_owned(),
+                        ),
+                        value,
+                    );
+                    if report.len() > max_rows {
+                        return Ok(Err(Refused::TooManyRows(max_rows)));
+                    }
                 }
             }
             ReportSource::Rollups
@@ -1027,6 +1261,14 @@ fn at_most<R>(n: usize) -> impl FnMut(&R) -> bool + Send {
         seen += 1;
         seen <= n
     }
+}
+
+/// Whether a per-day rollup row of `day` and `customer` is one the query asks for: what
+/// [`push_days`] selects, for staged rows.
+fn covers(query: &MeterQuery, day: i64, customer: &str) -> bool {
+    day >= Window::Day.start_of(query.start)
+        && day < query.end
+        && query.customer.as_deref().is_none_or(|c| c == customer)
 }
 
 /// The day condition of a per-day rollup query (and the customer's, if one is asked for): each

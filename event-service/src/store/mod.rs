@@ -3,6 +3,7 @@
 //! This file holds only what they share, so that each imports it and it imports none of them.
 
 pub mod meters;
+pub mod pending;
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;
@@ -83,8 +84,8 @@ pub trait EventStore: DatabaseHealth {
     ) -> Result<Option<UsageReport>, StoreError>;
 }
 
-/// Meters: definitions, their exact figures, and the backfill. Apart from [`EventStore`]
-/// because only the meter operations use it; the writer keeps the figures inside
+/// Meters: definitions, their exact figures, the backfill and the fold. Apart from
+/// [`EventStore`] because only the meter operations use it; the writer stages the figures inside
 /// [`EventStore::insert`].
 #[async_trait]
 pub trait MeterStore: Send + Sync + std::fmt::Debug {
@@ -119,6 +120,9 @@ pub trait MeterStore: Send + Sync + std::fmt::Debug {
     async fn meters_backfilling(&self) -> Result<Vec<i64>, StoreError>;
     /// Counts the next chunk of a meter's earlier events; whether its backfill is done.
     async fn backfill_meter(&self, id: i64) -> Result<bool, StoreError>;
+    /// Adds the oldest staged deltas to the rollups (see [`meters::fold`]); how many staged
+    /// rows it took (none: nothing was staged).
+    async fn fold_meters(&self) -> Result<usize, StoreError>;
 }
 
 /// One event to insert, with the id of its scope.

@@ -150,7 +150,16 @@ impl SqlStore {
         if !meters.is_empty() {
             let deltas = Deltas::of_rows(&meters, rows, Some(&new));
             if !deltas.is_empty() {
-                deltas.write(&mut tx, backend).await?;
+                match backend {
+                    // Staged: the fold adds many transactions' deltas up before it writes the
+                    // rollups, where an upsert per rollup row here cost PostgreSQL half of its
+                    // batched ingest (docs/benchmarks.md).
+                    Backend::Postgres => deltas.stage(&mut tx).await?,
+                    // Upserted at once: the single writer's upserts are in-process B-tree
+                    // writes (meters cost it 13-21% of batched ingest), and staged rows, tens of
+                    // KiB each, cost its page cache and resident memory more than they saved.
+                    Backend::Sqlite => deltas.write(&mut tx, backend).await?,
+                }
             }
         }
         tx.commit().await?;
@@ -651,6 +660,10 @@ impl MeterStore for SqlStore {
 
     async fn backfill_meter(&self, id: i64) -> Result<bool, StoreError> {
         meters::backfill_step(&self.db, &self.write_db(), id).await
+    }
+
+    async fn fold_meters(&self) -> Result<usize, StoreError> {
+        meters::fold(&self.db, &self.write_db()).await
     }
 }
 

@@ -771,7 +771,8 @@ pub async fn delete(write: &Db, scope_id: i64, key: &MeterKey) -> Result<bool, S
 /// and both write the rollups in key order (see [`Deltas::write`]). The shared meters lock
 /// keeps a meter from being deleted mid-fold (its rollups would come back).
 pub async fn fold(db: &Db, write: &Db) -> Result<usize, StoreError> {
-    // Looked for on a reader first, so that an idle service does not take SQLite's write lock.
+    // Looked for with a plain read first: an idle replica (and SQLite, whose writer never
+    // stages) then begins no write transaction and takes no lock.
     let any: Option<(i64,)> = db
         .fetch_optional(Query::new("SELECT id FROM meter_pending LIMIT 1"))
         .await?;
@@ -1095,58 +1096,25 @@ pub async fn usage(
             };
             q.push(STAGED_AS_ROLLUP).push_bind(meter.id);
             let rows: Vec<RollupRow> = db.fetch_all(q).await?;
-            for row in &rows {
-                let Some(bytes) = &row.pending else {
-                    report.add(
-                        (
-                            query.bucket(row.bucket),
-                            customer_of(row.customer.clone()),
-                            row.grp.clone(),
-                        ),
-                        &row.aggregate(),
-                    );
-                    if report.len() > max_rows {
-                        return Ok(Err(Refused::TooManyRows(max_rows)));
-                    }
-                    continue;
-                };
-                for entry in pending::read(bytes)? {
-                    let (bucket, customer, group, aggregate) = match (&chosen, entry) {
-                        (
-                            Plan::Totals(width),
-                            Entry::Total {
-                                width: w,
-                                bucket,
-                                group,
-                                aggregate,
-                            },
-                        ) if w == *width && bucket >= query.start && bucket < query.end => {
-                            (bucket, None, group, aggregate)
-                        }
-                        (
-                            Plan::Days,
-                            Entry::Day {
-                                day,
-                                customer,
-                                group,
-                                aggregate,
-                            },
-                        ) if covers(query, day, customer) => {
-                            (day, Some(customer.to_owned()), group, aggregate)
-                        }
-                        _ => continue,
-                    };
-                    report.add(
-                        (
-                            query.bucket(bucket),
-                            customer_of(customer),
-                            group.to_owned(),
-                        ),
-                        &aggregate,
-                    );
-                    if report.len() > max_rows {
-                        return Ok(Err(Refused::TooManyRows(max_rows)));
-                    }
+            let mut found = Vec::with_capacity(rows.len());
+            for row in rows {
+                let aggregate = row.aggregate();
+                match row.pending {
+                    None => found.push((row.bucket, row.customer, row.grp, aggregate)),
+                    Some(bytes) => found.extend(
+                        pending::read(&bytes)?
+                            .into_iter()
+                            .filter_map(|entry| staged_rollup(&chosen, query, entry)),
+                    ),
+                }
+            }
+            for (bucket, customer, group, aggregate) in found {
+                report.add(
+                    (query.bucket(bucket), customer_of(customer), group),
+                    &aggregate,
+                );
+                if report.len() > max_rows {
+                    return Ok(Err(Refused::TooManyRows(max_rows)));
                 }
             }
             ReportSource::Rollups
@@ -1168,45 +1136,36 @@ pub async fn usage(
             }
             // Staged values count against the bound too (the rows above counted once each).
             let mut staged_values = 0usize;
+            let mut found = Vec::with_capacity(rows.len());
             for (day, customer, group, value, staged) in rows {
                 let Some(bytes) = staged else {
-                    report.add_distinct(
-                        (query.bucket(day), customer_of(Some(customer)), group),
-                        &value,
-                    );
-                    if report.len() > max_rows {
-                        return Ok(Err(Refused::TooManyRows(max_rows)));
-                    }
+                    found.push((day, customer, group, value));
                     continue;
                 };
                 for entry in pending::read(&bytes)? {
-                    let Entry::Distinct {
+                    if let Entry::Distinct {
                         day,
                         customer,
                         group,
                         value,
                     } = entry
-                    else {
-                        continue;
-                    };
-                    if !covers(query, day, customer) {
-                        continue;
+                        && covers(query, day, customer)
+                    {
+                        staged_values += 1;
+                        if staged_values > max_events {
+                            return Ok(Err(Refused::TooManyEvents(max_events)));
+                        }
+                        found.push((day, customer.to_owned(), group.to_owned(), value.to_owned()));
                     }
-                    staged_values += 1;
-                    if staged_values > max_events {
-                        return Ok(Err(Refused::TooManyEvents(max_events)));
-                    }
-                    report.add_distinct(
-                        (
-                            query.bucket(day),
-                            customer_of(Some(customer.to_owned())),
-                            group.to_owned(),
-                        ),
-                        value,
-                    );
-                    if report.len() > max_rows {
-                        return Ok(Err(Refused::TooManyRows(max_rows)));
-                    }
+                }
+            }
+            for (day, customer, group, value) in found {
+                report.add_distinct(
+                    (query.bucket(day), customer_of(Some(customer)), group),
+                    &value,
+                );
+                if report.len() > max_rows {
+                    return Ok(Err(Refused::TooManyRows(max_rows)));
                 }
             }
             ReportSource::Rollups
@@ -1260,6 +1219,40 @@ fn at_most<R>(n: usize) -> impl FnMut(&R) -> bool + Send {
     move |_| {
         seen += 1;
         seen <= n
+    }
+}
+
+/// A staged entry as a row of a rollup query of `plan` (bucket, customer, group, aggregate), when
+/// that query reads its rollup and covers it.
+fn staged_rollup(
+    plan: &Plan,
+    query: &MeterQuery,
+    entry: Entry<'_>,
+) -> Option<(i64, Option<String>, String, Aggregate)> {
+    match (plan, entry) {
+        (
+            Plan::Totals(width),
+            Entry::Total {
+                width: w,
+                bucket,
+                group,
+                aggregate,
+            },
+        ) if w == *width && bucket >= query.start && bucket < query.end => {
+            Some((bucket, None, group.to_owned(), aggregate))
+        }
+        (
+            Plan::Days,
+            Entry::Day {
+                day,
+                customer,
+                group,
+                aggregate,
+            },
+        ) if covers(query, day, customer) => {
+            Some((day, Some(customer.to_owned()), group.to_owned(), aggregate))
+        }
+        _ => None,
     }
 }
 

@@ -697,8 +697,59 @@ async fn usage_is_refused_until_the_backfill_is_done(store: Store) {
     ));
 }
 
+async fn a_fold_takes_at_most_its_limit_of_staged_rows(store: Store) {
+    use event_service::store::meters::FOLD_ROWS;
+    let s = scope();
+    let d = definition("calls", MeterAggregation::Count, &[]);
+    let meter = create(&store, &s, &d).await;
+    backfill(&store).await;
+    // One staged row per batch on PostgreSQL (none on SQLite, whose writer adds to the rollups).
+    // Each batch's events are new and of the meter's name, so that each batch stages a row.
+    let batches: Vec<Vec<NewEvent>> = (0..FOLD_ROWS as u64 + 7)
+        .map(|i| {
+            let mut batch = events(3, 5000 + i);
+            for (j, e) in batch.iter_mut().enumerate() {
+                e.event_id = format!("fold-{i}-{j}");
+                e.event_name = "call".into();
+            }
+            batch
+        })
+        .collect();
+    for batch in &batches {
+        store.insert(&[(&s, batch)]).await.unwrap();
+    }
+    let mut takes = Vec::new();
+    loop {
+        let taken = store.fold_meters().await.unwrap();
+        if taken == 0 {
+            break;
+        }
+        takes.push(taken);
+    }
+    let staged: usize = takes.iter().sum();
+    assert!(staged == 0 || staged == batches.len(), "{takes:?}");
+    if staged > 0 {
+        assert_eq!(takes, [FOLD_ROWS, 7]);
+    }
+    let whole = MeterQuery::new(
+        Some(t0() - Duration::days(1)),
+        Some(t0() + Duration::days(40)),
+        None,
+        false,
+        None,
+    )
+    .unwrap();
+    let report = store
+        .meter_usage(&s, &meter, &whole, 100, 100)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_same(&report, &stored(&batches), &meter.definition, &whole);
+}
+
 tollgate::store_suite!(
     crate::connect;
+    a_fold_takes_at_most_its_limit_of_staged_rows,
     usage_is_refused_until_the_backfill_is_done,
     a_meter_created_during_concurrent_ingest_counts_every_event_once,
     meters_match_a_recomputation_of_the_events,

@@ -789,11 +789,16 @@ pub async fn fold(db: &Db, write: &Db) -> Result<usize, StoreError> {
             " FOR UPDATE SKIP LOCKED"
         }
     };
+    // The ids are taken in a materialized CTE: as a plain `IN (SELECT … LIMIT)` PostgreSQL may
+    // run the subquery more than once and delete more than the limit (65-105 rows for 50 were
+    // seen under load), which unbounds the fold's transaction.
     let staged: Vec<(i64, Vec<u8>)> = tx
         .fetch_all(
             Query::new(format!(
-                "DELETE FROM meter_pending WHERE id IN (SELECT id FROM meter_pending ORDER BY id \
-                 LIMIT $1{skip_locked}) RETURNING meter_id, deltas"
+                "WITH taken AS MATERIALIZED (SELECT id FROM meter_pending ORDER BY id \
+                 LIMIT $1{skip_locked}) \
+                 DELETE FROM meter_pending WHERE id IN (SELECT id FROM taken) \
+                 RETURNING meter_id, deltas"
             ))
             .bind(FOLD_ROWS as i64),
         )

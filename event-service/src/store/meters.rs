@@ -264,14 +264,22 @@ impl Deltas {
                 value,
             });
         }
-        for (meter, row) in rows {
-            let bytes = row.finish();
-            tx.execute(
-                Query::new("INSERT INTO meter_pending (meter_id, deltas) VALUES ($1, $2)")
-                    .bind(meter)
-                    .bind(Arg::Bytes(Some(&bytes))),
-            )
-            .await?;
+        // One statement for all of them rather than a round trip per meter, in chunks far
+        // below the bind limit.
+        let rows: Vec<(i64, Vec<u8>)> = rows
+            .into_iter()
+            .map(|(meter, row)| (meter, row.finish()))
+            .collect();
+        for chunk in tollgate::sql::statement_chunks(&rows, ROWS_PER_UPSERT) {
+            let mut q = Query::new("INSERT INTO meter_pending (meter_id, deltas) VALUES ");
+            for (n, (meter, bytes)) in chunk.iter().enumerate() {
+                q.push(if n > 0 { ", (" } else { "(" });
+                q.push_bind(*meter);
+                q.push(", ");
+                q.push_bind(Arg::Bytes(Some(bytes)));
+                q.push(")");
+            }
+            tx.execute(q).await?;
         }
         Ok(())
     }

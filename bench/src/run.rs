@@ -80,6 +80,11 @@ impl Stats {
         self.latencies[rank.clamp(1, self.latencies.len()) - 1]
     }
 
+    /// Counts `seconds` more against the run (work it caused that finished after it).
+    pub(crate) fn add_seconds(&mut self, seconds: f64) {
+        self.seconds += seconds;
+    }
+
     /// Both runs as one: their requests over their combined time.
     pub(crate) fn merge(mut self, other: Stats) -> Stats {
         self.requests += other.requests;

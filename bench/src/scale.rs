@@ -180,6 +180,66 @@ impl Workload {
     }
 }
 
+/// PostgreSQL's writer stages meter deltas that a fold task adds to the rollups a moment later
+/// (SQLite's writes them in the event transaction). The run waits for the fold before it
+/// measures queries, so a figure is not the fold's catch-up, and counts that wait against the
+/// side of a ratio that caused it.
+struct Fold(Option<url::Url>);
+
+impl Fold {
+    /// How long to wait for the fold before the run fails.
+    const PATIENCE: Duration = Duration::from_secs(300);
+
+    fn new(db: &DatabaseUrl) -> Self {
+        match db {
+            DatabaseUrl::Postgres(url) => Fold(Some(url.clone())),
+            DatabaseUrl::Sqlite(_) => Fold(None),
+        }
+    }
+
+    /// Waits until no staged deltas are left; returns how many rows were staged when it
+    /// began, and the seconds until the last was folded (0 when none were).
+    async fn caught_up(&self) -> Result<(i64, f64), BoxError> {
+        use sqlx::Connection;
+        let Some(url) = &self.0 else {
+            return Ok((0, 0.0));
+        };
+        let mut connection = sqlx::PgConnection::connect(url.as_str()).await?;
+        let start = std::time::Instant::now();
+        let mut first = None;
+        loop {
+            let staged: i64 = sqlx::query_scalar("SELECT count(*) FROM meter_pending")
+                .fetch_one(&mut connection)
+                .await?;
+            let waiting = *first.get_or_insert(staged);
+            if staged == 0 {
+                let seconds = if waiting == 0 {
+                    0.0
+                } else {
+                    start.elapsed().as_secs_f64()
+                };
+                return Ok((waiting, seconds));
+            }
+            if start.elapsed() > Self::PATIENCE {
+                return Err(format!(
+                    "meter fold still had {staged} staged rows after {} s",
+                    Self::PATIENCE.as_secs()
+                )
+                .into());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits for the fold after a run and counts the wait in the run's time (and in `total`).
+    async fn count_in(&self, mut stats: Stats, total: &mut f64) -> Result<Stats, BoxError> {
+        let (_, seconds) = self.caught_up().await?;
+        stats.add_seconds(seconds);
+        *total += seconds;
+        Ok(stats)
+    }
+}
+
 /// Runs `tollgate-bench scale`.
 pub fn run(args: ScaleArgs) -> BenchResult {
     crate::run::run_pinned(args.no_pin, move |pin, cores| scale(args, pin, cores))
@@ -345,6 +405,17 @@ async fn measure_all(
         "report".into(),
         String::new(),
     ]);
+
+    let fold = Fold::new(events_db);
+    let (staged, seconds) = fold.caught_up().await?;
+    if fold.0.is_some() {
+        rows.push([
+            "staged meter deltas at the end of the load".into(),
+            format!("{staged} rows, folded in {seconds:.2} s (before any query is measured)"),
+            "report".into(),
+            String::new(),
+        ]);
+    }
 
     if let Some(note) = statistics_after_load(events_db).await? {
         rows.push([
@@ -602,48 +673,54 @@ async fn measure_all(
     };
     // Each side alternates with the other twice, so drift (a checkpoint, the page cache)
     // falls on both.
-    let (with_meters, without) = alternate(
+    let (with_meters, without, caught_up) = alternate(
         d,
+        &fold,
         (IN_FLIGHT, batch(1, METERED, Ids::Client)),
         (IN_FLIGHT, batch(2, UNMETERED, Ids::Client)),
     )
-    .await;
+    .await?;
     rows.push(ratio_row(
         "IngestEvents x1000 with 5 meters on the event name / without",
         &with_meters,
         &without,
         BATCH,
         0.7,
+        caught_up,
     ));
     figures.insert("ingest_events_with_meters".into(), with_meters.json());
     figures.insert("ingest_events_without_meters".into(), without.json());
-    let (client_ids, server_ids) = alternate(
+    let (client_ids, server_ids, caught_up) = alternate(
         d,
+        &fold,
         (IN_FLIGHT, batch(3, UNMETERED, Ids::Client)),
         (IN_FLIGHT, batch(4, UNMETERED, Ids::Server)),
     )
-    .await;
+    .await?;
     rows.push(ratio_row(
         "IngestEvents x1000, random client ids / server ids",
         &client_ids,
         &server_ids,
         BATCH,
         0.8,
+        caught_up,
     ));
     figures.insert("ingest_events_client_ids".into(), client_ids.json());
     figures.insert("ingest_events_server_ids".into(), server_ids.json());
-    let (client_ids, server_ids) = alternate(
+    let (client_ids, server_ids, caught_up) = alternate(
         d,
+        &fold,
         (64, single(5, Ids::Client)),
         (64, single(6, Ids::Server)),
     )
-    .await;
+    .await?;
     rows.push(ratio_row(
         "IngestEvent, 64 in flight, random client ids / server ids",
         &client_ids,
         &server_ids,
         1,
         0.8,
+        caught_up,
     ));
     figures.insert("ingest_event_client_ids".into(), client_ids.json());
     figures.insert("ingest_event_server_ids".into(), server_ids.json());
@@ -712,8 +789,15 @@ async fn meter_usage(
     Ok(client.get_meter_usage(request).await?.into_inner())
 }
 
-/// Measures `a` and `b` alternately, twice each; returns their combined stats.
-async fn alternate<A, FA, B, FB>(d: Duration, a: (usize, A), b: (usize, B)) -> (Stats, Stats)
+/// Measures `a` and `b` alternately, twice each; returns their combined stats and the seconds
+/// the meter fold took to catch up after them, each side's counted in its time (so the next
+/// side does not pay for it).
+async fn alternate<A, FA, B, FB>(
+    d: Duration,
+    fold: &Fold,
+    a: (usize, A),
+    b: (usize, B),
+) -> Result<(Stats, Stats, f64), BoxError>
 where
     A: Fn(u64) -> FA + Clone + Send + 'static,
     FA: std::future::Future<Output = Result<(), tonic::Status>> + Send,
@@ -724,11 +808,32 @@ where
     // The sequence numbers restart with each run: offset them so a phase never repeats an id.
     let shifted = |f: A, offset: u64| move |n: u64| f(n + offset);
     let shifted_b = |f: B, offset: u64| move |n: u64| f(n + offset);
-    let a1 = measure(a.0, half, shifted(a.1.clone(), 0)).await;
-    let b1 = measure(b.0, half, shifted_b(b.1.clone(), 0)).await;
-    let a2 = measure(a.0, half, shifted(a.1, 1 << 32)).await;
-    let b2 = measure(b.0, half, shifted_b(b.1, 1 << 32)).await;
-    (a1.merge(a2), b1.merge(b2))
+    let mut caught_up = 0.0;
+    let a1 = fold
+        .count_in(
+            measure(a.0, half, shifted(a.1.clone(), 0)).await,
+            &mut caught_up,
+        )
+        .await?;
+    let b1 = fold
+        .count_in(
+            measure(b.0, half, shifted_b(b.1.clone(), 0)).await,
+            &mut caught_up,
+        )
+        .await?;
+    let a2 = fold
+        .count_in(
+            measure(a.0, half, shifted(a.1, 1 << 32)).await,
+            &mut caught_up,
+        )
+        .await?;
+    let b2 = fold
+        .count_in(
+            measure(b.0, half, shifted_b(b.1, 1 << 32)).await,
+            &mut caught_up,
+        )
+        .await?;
+    Ok((a1.merge(a2), b1.merge(b2), caught_up))
 }
 
 fn latency_row(figure: &str, stats: &Stats, target_ms: f64, p99: bool, note: &str) -> [String; 4] {
@@ -757,7 +862,14 @@ fn latency_row(figure: &str, stats: &Stats, target_ms: f64, p99: bool, note: &st
     ]
 }
 
-fn ratio_row(figure: &str, a: &Stats, b: &Stats, per_request: u64, floor: f64) -> [String; 4] {
+fn ratio_row(
+    figure: &str,
+    a: &Stats,
+    b: &Stats,
+    per_request: u64,
+    floor: f64,
+    caught_up: f64,
+) -> [String; 4] {
     let (ra, rb) = (
         a.per_second() * per_request as f64,
         b.per_second() * per_request as f64,
@@ -767,9 +879,16 @@ fn ratio_row(figure: &str, a: &Stats, b: &Stats, per_request: u64, floor: f64) -
     [
         figure.into(),
         format!(
-            "{ra:.0} vs {rb:.0} events/s: {ratio:.2}{}",
+            "{ra:.0} vs {rb:.0} events/s: {ratio:.2}{}{}",
             if errors > 0 {
                 format!(" ({errors} errors)")
+            } else {
+                String::new()
+            },
+            if caught_up > 0.0 {
+                format!(
+                    " (counting {caught_up:.2} s the meter fold took to catch up after the sides)"
+                )
             } else {
                 String::new()
             }

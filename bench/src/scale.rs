@@ -183,33 +183,35 @@ impl Workload {
 /// PostgreSQL's writer stages meter deltas that a fold task adds to the rollups a moment later
 /// (SQLite's writes them in the event transaction). The run waits for the fold before it
 /// measures queries, so a figure is not the fold's catch-up, and counts that wait against the
-/// side of a ratio that caused it.
-struct Fold(Option<url::Url>);
+/// side of a ratio that caused it. One connection, opened at the first wait, serves every wait.
+struct Fold(Option<sqlx::PgPool>);
 
 impl Fold {
     /// How long to wait for the fold before the run fails.
     const PATIENCE: Duration = Duration::from_secs(300);
 
-    fn new(db: &DatabaseUrl) -> Self {
-        match db {
-            DatabaseUrl::Postgres(url) => Fold(Some(url.clone())),
+    fn new(db: &DatabaseUrl) -> Result<Self, BoxError> {
+        Ok(match db {
+            DatabaseUrl::Postgres(url) => Fold(Some(
+                sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect_lazy(url.as_str())?,
+            )),
             DatabaseUrl::Sqlite(_) => Fold(None),
-        }
+        })
     }
 
     /// Waits until no staged deltas are left; returns how many rows were staged when it
     /// began, and the seconds until the last was folded (0 when none were).
     async fn caught_up(&self) -> Result<(i64, f64), BoxError> {
-        use sqlx::Connection;
-        let Some(url) = &self.0 else {
+        let Some(pool) = &self.0 else {
             return Ok((0, 0.0));
         };
-        let mut connection = sqlx::PgConnection::connect(url.as_str()).await?;
         let start = std::time::Instant::now();
         let mut first = None;
         loop {
             let staged: i64 = sqlx::query_scalar("SELECT count(*) FROM meter_pending")
-                .fetch_one(&mut connection)
+                .fetch_one(pool)
                 .await?;
             let waiting = *first.get_or_insert(staged);
             if staged == 0 {
@@ -406,7 +408,7 @@ async fn measure_all(
         String::new(),
     ]);
 
-    let fold = Fold::new(events_db);
+    let fold = Fold::new(events_db)?;
     let (staged, seconds) = fold.caught_up().await?;
     if fold.0.is_some() {
         rows.push([

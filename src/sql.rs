@@ -336,6 +336,26 @@ impl Db {
         }
     }
 
+    /// Hands each row of a query to `each` as it is read, until `each` returns false (or an
+    /// error), so that what is built from many rows never waits beside all of them. Whether
+    /// `each` stopped it before the rows ran out.
+    pub async fn for_each<R: Row, E: From<sqlx::Error>>(
+        &self,
+        q: Query<'_>,
+        each: impl FnMut(R) -> Result<bool, E> + Send,
+    ) -> Result<bool, E> {
+        match self {
+            Db::Sqlite(pool) => {
+                let (sql, args) = q.sqlite()?;
+                drain(sqlx::query_as_with(&sql, args).fetch(pool), each).await
+            }
+            Db::Postgres(pool) => {
+                let (sql, args) = q.postgres()?;
+                drain(sqlx::query_as_with(&sql, args).fetch(pool), each).await
+            }
+        }
+    }
+
     /// The first row a query returns; `RowNotFound` if none.
     pub async fn fetch_one<R: Row>(&self, q: Query<'_>) -> Result<R, sqlx::Error> {
         self.fetch_optional(q)
@@ -415,19 +435,35 @@ impl Tx {
 }
 
 async fn take_while<R>(
-    mut rows: impl futures_util::Stream<Item = Result<R, sqlx::Error>> + Unpin,
+    rows: impl futures_util::Stream<Item = Result<R, sqlx::Error>> + Unpin,
     mut fits: impl FnMut(&R) -> bool,
 ) -> Result<(Vec<R>, bool), sqlx::Error> {
-    use futures_util::TryStreamExt;
     let mut out = Vec::new();
-    while let Some(row) = rows.try_next().await? {
+    let more = drain(rows, |row| {
         // Every row is shown to `fits`, the first one too, so that it can count them all.
         if !fits(&row) && !out.is_empty() {
-            return Ok((out, true));
+            return Ok::<_, sqlx::Error>(false);
         }
         out.push(row);
+        Ok(true)
+    })
+    .await?;
+    Ok((out, more))
+}
+
+/// Hands each row to `each` as it is read, until `each` says stop (false) or fails; whether
+/// it stopped before the rows ran out.
+async fn drain<R, E: From<sqlx::Error>>(
+    mut rows: impl futures_util::Stream<Item = Result<R, sqlx::Error>> + Unpin,
+    mut each: impl FnMut(R) -> Result<bool, E>,
+) -> Result<bool, E> {
+    use futures_util::TryStreamExt;
+    while let Some(row) = rows.try_next().await? {
+        if !each(row)? {
+            return Ok(true);
+        }
     }
-    Ok((out, false))
+    Ok(false)
 }
 
 async fn sqlite_execute<'e>(

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
 use event_service::model::meters::{
     Backfill, Meter, MeterAggregation, MeterDefinition, MeterKey, MeterQuery, MeterReport,
-    PropertyPath, Window,
+    PropertyPath, ReportSource, Window,
 };
 use event_service::model::{NewEvent, Scope};
 use event_service::store::meters::{CreateOutcome, Refused};
@@ -560,6 +560,41 @@ async fn meters_are_per_scope_and_bounded(store: Store) {
             .await
             .unwrap(),
         Err(Refused::TooManyEvents(10))
+    );
+    // From the rollups too: a daily report per customer one row over its bound is refused,
+    // one at its bound is answered.
+    let daily = MeterQuery::new(
+        Some(t0()),
+        Some(t0() + Duration::days(4)),
+        None,
+        true,
+        Some(Window::Day),
+    )
+    .unwrap();
+    let report = store
+        .meter_usage(&a, &meter, &daily, 1_000_000, 1_000_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.source, ReportSource::Rollups);
+    let rows = report.rows.len();
+    assert!(rows >= 2, "{rows} rows");
+    assert_eq!(
+        store
+            .meter_usage(&a, &meter, &daily, rows - 1, 1_000_000)
+            .await
+            .unwrap(),
+        Err(Refused::TooManyRows(rows - 1))
+    );
+    assert_eq!(
+        store
+            .meter_usage(&a, &meter, &daily, rows, 1_000_000)
+            .await
+            .unwrap()
+            .unwrap()
+            .rows
+            .len(),
+        rows
     );
     // Listed in key order; deleted with its rollups.
     create(

@@ -322,18 +322,20 @@ impl Db {
     pub async fn fetch_while<R: Row>(
         &self,
         q: Query<'_>,
-        fits: impl FnMut(&R) -> bool + Send,
+        mut fits: impl FnMut(&R) -> bool + Send,
     ) -> Result<(Vec<R>, bool), sqlx::Error> {
-        match self {
-            Db::Sqlite(pool) => {
-                let (sql, args) = q.sqlite()?;
-                take_while(sqlx::query_as_with(&sql, args).fetch(pool), fits).await
-            }
-            Db::Postgres(pool) => {
-                let (sql, args) = q.postgres()?;
-                take_while(sqlx::query_as_with(&sql, args).fetch(pool), fits).await
-            }
-        }
+        let mut out = Vec::new();
+        let more = self
+            .for_each(q, |row| {
+                // Every row is shown to `fits`, the first one too, so that it can count them all.
+                if !fits(&row) && !out.is_empty() {
+                    return Ok::<_, sqlx::Error>(false);
+                }
+                out.push(row);
+                Ok(true)
+            })
+            .await?;
+        Ok((out, more))
     }
 
     /// Hands each row of a query to `each` as it is read, until `each` returns false (or an
@@ -432,23 +434,6 @@ impl Tx {
             Tx::Postgres(tx) => tx.commit().await,
         }
     }
-}
-
-async fn take_while<R>(
-    rows: impl futures_util::Stream<Item = Result<R, sqlx::Error>> + Unpin,
-    mut fits: impl FnMut(&R) -> bool,
-) -> Result<(Vec<R>, bool), sqlx::Error> {
-    let mut out = Vec::new();
-    let more = drain(rows, |row| {
-        // Every row is shown to `fits`, the first one too, so that it can count them all.
-        if !fits(&row) && !out.is_empty() {
-            return Ok::<_, sqlx::Error>(false);
-        }
-        out.push(row);
-        Ok(true)
-    })
-    .await?;
-    Ok((out, more))
 }
 
 /// Hands each row to `each` as it is read, until `each` says stop (false) or fails; whether

@@ -1133,24 +1133,23 @@ pub async fn usage(
             // (freed, but kept by the allocator).
             let too_many = db
                 .for_each(q, |row: RollupRow| {
-                    let aggregate = row.aggregate();
-                    match row.pending {
-                        None => report.add(
-                            (query.bucket(row.bucket), customer_of(row.customer), row.grp),
+                    // A stored rollup row, or the entries of a staged row that the query covers.
+                    let staged = match &row.pending {
+                        None => Vec::new(),
+                        Some(bytes) => pending::read(bytes)?
+                            .into_iter()
+                            .filter_map(|entry| staged_rollup(&chosen, query, entry))
+                            .collect(),
+                    };
+                    let stored = row.pending.is_none().then(|| {
+                        let aggregate = row.aggregate();
+                        (row.bucket, row.customer, row.grp, aggregate)
+                    });
+                    for (bucket, customer, group, aggregate) in stored.into_iter().chain(staged) {
+                        report.add(
+                            (query.bucket(bucket), customer_of(customer), group),
                             &aggregate,
-                        ),
-                        Some(bytes) => {
-                            for entry in pending::read(&bytes)? {
-                                if let Some((bucket, customer, group, aggregate)) =
-                                    staged_rollup(&chosen, query, entry)
-                                {
-                                    report.add(
-                                        (query.bucket(bucket), customer_of(customer), group),
-                                        &aggregate,
-                                    );
-                                }
-                            }
-                        }
+                        );
                     }
                     Ok::<_, StoreError>(report.len() <= max_rows)
                 })

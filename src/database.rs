@@ -134,6 +134,17 @@ pub async fn sqlite_writer(path: &Path, cache_kib: u32) -> Result<sqlx::SqlitePo
     sqlite_pool_with(options, 1).await
 }
 
+/// Whether this build of SQLite pools all connections' page caches (it was compiled with
+/// `SQLITE_ENABLE_MEMORY_MANAGEMENT`). Pooled, a connection at its `cache_size` takes the least
+/// recently used page of any connection instead of one of its own, so small reader caches grow
+/// by taking the writer's pages and the writer's `cache_size` no longer bounds the total. The
+/// workspace's `.cargo/config.toml` builds SQLite without it.
+pub async fn sqlite_caches_pooled(pool: &sqlx::SqlitePool) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT sqlite_compileoption_used('ENABLE_MEMORY_MANAGEMENT')")
+        .fetch_one(pool)
+        .await
+}
+
 /// The write-ahead log of the SQLite file at `path`, as an absolute path: SQLite names it after
 /// the database file with symbolic links resolved.
 pub fn sqlite_wal_path(path: &Path) -> std::io::Result<PathBuf> {
@@ -280,6 +291,17 @@ mod tests {
         assert_eq!(
             "sqlite:///tmp/x.db".parse::<DatabaseUrl>(),
             Ok(DatabaseUrl::Sqlite(PathBuf::from("/tmp/x.db")))
+        );
+    }
+
+    #[tokio::test]
+    async fn each_sqlite_connection_has_a_page_cache_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = sqlite_pool(&dir.path().join("t.db"), 1).await.unwrap();
+        assert!(
+            !sqlite_caches_pooled(&pool).await.unwrap(),
+            "SQLite was built with SQLITE_ENABLE_MEMORY_MANAGEMENT: is LIBSQLITE3_FLAGS from \
+             .cargo/config.toml overridden?"
         );
     }
 

@@ -42,6 +42,13 @@ pub async fn open(path: &Path) -> Result<Opened, StoreError> {
     let readers = tollgate::database::sqlite_pool_cached(path, READERS, READER_CACHE_KIB).await?;
     sqlx::migrate!("./migrations/sqlite").run(&readers).await?;
     let writer = tollgate::database::sqlite_writer(path, WRITER_CACHE_KIB).await?;
+    if tollgate::database::sqlite_caches_pooled(&readers).await? {
+        tracing::warn!(
+            "SQLite was built with SQLITE_ENABLE_MEMORY_MANAGEMENT: the readers' page caches can \
+             grow past their size by taking the writer's pages (build from the repository, whose \
+             .cargo/config.toml turns it off)"
+        );
+    }
     Ok(Opened {
         readers,
         writer,

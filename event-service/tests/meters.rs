@@ -168,6 +168,18 @@ async fn fold_all(store: &Store) {
 
 // The recomputation, from the stored events: first stored wins for a repeated id.
 
+/// A query over the first four days from `t0`, for every customer.
+fn first_four_days(by_customer: bool, window: Option<Window>) -> MeterQuery {
+    MeterQuery::new(
+        Some(t0()),
+        Some(t0() + Duration::days(4)),
+        None,
+        by_customer,
+        window,
+    )
+    .unwrap()
+}
+
 fn stored(sent: &[Vec<NewEvent>]) -> Vec<NewEvent> {
     let mut seen = HashSet::new();
     sent.iter()
@@ -510,14 +522,7 @@ async fn meters_are_per_scope_and_bounded(store: Store) {
     let other = create(&store, &b, &d).await;
     let sent = events(300, 5);
     store.insert(&[(&a, &sent)]).await.unwrap();
-    let whole = MeterQuery::new(
-        Some(t0()),
-        Some(t0() + Duration::days(4)),
-        None,
-        false,
-        None,
-    )
-    .unwrap();
+    let whole = first_four_days(false, None);
     let report = store
         .meter_usage(&b, &other, &whole, 100, 100)
         .await
@@ -539,14 +544,7 @@ async fn meters_are_per_scope_and_bounded(store: Store) {
         )
     );
     // Too many rows, or (where the rollups do not reach) too many events to read: refused.
-    let minutes = MeterQuery::new(
-        Some(t0()),
-        Some(t0() + Duration::days(4)),
-        None,
-        true,
-        Some(Window::Minute),
-    )
-    .unwrap();
+    let minutes = first_four_days(true, Some(Window::Minute));
     assert_eq!(
         store
             .meter_usage(&a, &meter, &minutes, 10, 1_000_000)
@@ -563,14 +561,7 @@ async fn meters_are_per_scope_and_bounded(store: Store) {
     );
     // From the rollups too: a daily report per customer one row over its bound is refused,
     // one at its bound is answered.
-    let daily = MeterQuery::new(
-        Some(t0()),
-        Some(t0() + Duration::days(4)),
-        None,
-        true,
-        Some(Window::Day),
-    )
-    .unwrap();
+    let daily = first_four_days(true, Some(Window::Day));
     let report = store
         .meter_usage(&a, &meter, &daily, 1_000_000, 1_000_000)
         .await
@@ -706,14 +697,7 @@ async fn usage_is_refused_until_the_backfill_is_done(store: Store) {
     );
     let d = definition("calls", MeterAggregation::Count, &[]);
     meters.create(&s, d.clone()).await.unwrap();
-    let whole = MeterQuery::new(
-        Some(t0()),
-        Some(t0() + Duration::days(4)),
-        None,
-        false,
-        None,
-    )
-    .unwrap();
+    let whole = first_four_days(false, None);
     match meters.usage(&s, &d.key, &whole).await {
         Err(EventError::FailedPrecondition(m)) => {
             assert!(

@@ -281,7 +281,7 @@ fn free_addr() -> Result<SocketAddr, BoxError> {
 
 /// Starts the cluster and replicas, runs the faults under load, reads everything back, stops.
 pub async fn measure(servers: &Servers, args: &FaultsArgs) -> Result<Value, BoxError> {
-    let cluster = block_in_place(|| Cluster::create(&args.pg_bin))?;
+    let cluster = block_in_place(|| Cluster::create(&args.pg_bin, &[]))?;
     let server = cluster.url()?;
     // Dropped with the cluster, which goes at the end of the run.
     let identity_db = ScratchDatabase::create(&server).await?.url;

@@ -1,6 +1,6 @@
 //! A PostgreSQL cluster of a run's own: `initdb` into a temporary folder, served on a free
-//! loopback port, stopped (and deleted) when dropped. A fault run stops and starts it at will;
-//! the shared server other tests use is never touched.
+//! loopback port, stopped (and deleted) when dropped. A fault run stops and starts it at will, a
+//! scale run sets the server's configuration; the shared server other tests use is never touched.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,6 +14,8 @@ pub(crate) struct Cluster {
     dir: tempfile::TempDir,
     bin: PathBuf,
     port: u16,
+    /// Server settings (`name=value`) given to every start.
+    settings: Vec<String>,
     /// PostgreSQL refuses to run as root: when we are root, its programs run as `postgres`.
     as_postgres: bool,
 }
@@ -38,10 +40,10 @@ impl Shutdown {
 
 impl Cluster {
     /// Creates a cluster with `bin`'s `initdb` (trust authentication on loopback, user
-    /// `postgres`) and starts it.
-    pub(crate) fn create(bin: &Path) -> Result<Self, BoxError> {
+    /// `postgres`) and starts it with `settings` (each `name=value`, see [`parse_setting`]).
+    pub(crate) fn create(bin: &Path, settings: &[String]) -> Result<Self, BoxError> {
         let dir = tempfile::Builder::new()
-            .prefix("tollgate-faults-pg")
+            .prefix("tollgate-bench-pg")
             .tempdir()?;
         let as_postgres = running_as_root()?;
         if as_postgres {
@@ -54,6 +56,7 @@ impl Cluster {
             dir,
             bin: bin.to_owned(),
             port,
+            settings: settings.to_vec(),
             as_postgres,
         };
         let mut initdb = cluster.program("initdb");
@@ -71,14 +74,19 @@ impl Cluster {
         Ok(format!("postgres://postgres@127.0.0.1:{}/postgres", self.port).parse()?)
     }
 
-    /// Starts the server and returns once it accepts connections.
+    /// Starts the server and returns once it accepts connections. The server may run on every
+    /// core, as a shared one does, though this process may be pinned to one.
     pub(crate) fn start(&self) -> Result<(), BoxError> {
-        let options = format!(
+        let mut options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1",
             self.port,
             self.dir.path().display()
         );
-        let mut pg_ctl = self.program("pg_ctl");
+        for setting in &self.settings {
+            options.push_str(" -c ");
+            options.push_str(setting);
+        }
+        let mut pg_ctl = on_every_core(self.program("pg_ctl"));
         pg_ctl
             .arg("-D")
             .arg(self.data())
@@ -121,6 +129,44 @@ impl Drop for Cluster {
     }
 }
 
+/// A server setting as `name=value`: one word each side, since `pg_ctl` splits its options
+/// on white space.
+pub(crate) fn parse_setting(setting: &str) -> Result<String, String> {
+    let (name, value) = setting
+        .split_once('=')
+        .ok_or_else(|| format!("{setting:?} is not name=value"))?;
+    let word = |s: &str| {
+        !s.is_empty() && !s.contains(|c: char| c.is_whitespace() || c == '\'' || c == '"')
+    };
+    if word(name)
+        && word(value)
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+    {
+        Ok(setting.to_owned())
+    } else {
+        Err(format!(
+            "{setting:?} is not name=value with a plain name and a value without spaces or quotes"
+        ))
+    }
+}
+
+/// `command` run by `taskset` on every core when `taskset` is there (the server it starts
+/// inherits that), so that the pinning of this process does not reach the server.
+fn on_every_core(command: Command) -> Command {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if Command::new("taskset").arg("-V").output().is_err() {
+        return command;
+    }
+    let mut taskset = Command::new("taskset");
+    taskset
+        .args(["-c", &format!("0-{}", cores - 1)])
+        .arg(command.get_program())
+        .args(command.get_args());
+    taskset
+}
+
 fn running_as_root() -> Result<bool, BoxError> {
     let out = Command::new("id").arg("-u").output()?;
     Ok(String::from_utf8_lossy(&out.stdout).trim() == "0")
@@ -142,5 +188,33 @@ fn run(command: &mut Command) -> Result<(), BoxError> {
             String::from_utf8_lossy(&out.stderr)
         )
         .into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_setting;
+
+    #[test]
+    fn a_setting_is_one_plain_name_and_one_word() {
+        for good in [
+            "shared_buffers=2GB",
+            "checkpoint_timeout=15min",
+            "auto_explain.log_min_duration=0",
+        ] {
+            assert_eq!(parse_setting(good).as_deref(), Ok(good));
+        }
+        // Each of these would reach `pg_ctl -o` split or quoted differently from what was meant.
+        for bad in [
+            "shared_buffers",
+            "shared_buffers = 2GB",
+            "=2GB",
+            "shared_buffers=",
+            "work_mem=4MB -c fsync=off",
+            "search_path='a'",
+            "shared-buffers=2GB",
+        ] {
+            assert!(parse_setting(bad).is_err(), "{bad} was accepted");
+        }
     }
 }

@@ -22,6 +22,7 @@ use tonic::transport::Channel;
 
 use crate::BenchResult;
 use crate::h2load::{H2Client, encode};
+use crate::pg_cluster::{Cluster, parse_setting};
 use crate::run::{
     BoxError, ScratchDatabase, Servers, Stats, admin_key, channel, load, machine, measure, ms,
     stop, verdict, with_key,
@@ -41,9 +42,25 @@ pub struct ScaleArgs {
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     duration: Duration,
     /// Run on PostgreSQL: a server URL on which a fresh database is created (and dropped
-    /// afterwards). Without it, on SQLite in a temporary folder.
+    /// afterwards). Without it (and without `--private-postgres`), on SQLite in a temporary
+    /// folder.
     #[arg(long)]
     postgres_url: Option<url::Url>,
+    /// Run on a PostgreSQL cluster of the run's own: `initdb` into a temporary folder, a free
+    /// loopback port, every core, each `--pg-setting`; deleted afterwards.
+    #[arg(long, conflicts_with = "postgres_url")]
+    private_postgres: bool,
+    /// A server setting for `--private-postgres` as `name=value`, repeatable (for example
+    /// `--pg-setting shared_buffers=2GB`).
+    #[arg(long = "pg-setting", requires = "private_postgres", value_parser = parse_setting)]
+    pg_settings: Vec<String>,
+    /// Where PostgreSQL's `initdb` and `pg_ctl` are, for `--private-postgres`.
+    #[arg(long, default_value = "/usr/lib/postgresql/15/bin")]
+    pg_bin: PathBuf,
+    /// Rounds of each ingest ratio: each round measures both sides for half of `--duration`,
+    /// one after the other; the report gives the ratio of all rounds and their spread.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    ratio_rounds: u32,
     /// Where to write the JSON summary.
     #[arg(long, default_value = "bench-scale.json")]
     out: PathBuf,
@@ -254,7 +271,21 @@ async fn scale(args: ScaleArgs, pin: bool, cores: usize) -> BenchResult {
         pin,
     };
     let identity_db = DatabaseUrl::Sqlite(dir.path().join("identity.db"));
-    let scratch = match &args.postgres_url {
+    // Dropped (stopped and deleted) at the end of the run, after the scratch database.
+    let cluster = if args.private_postgres {
+        let (bin, settings) = (args.pg_bin.clone(), args.pg_settings.clone());
+        let created = tokio::task::spawn_blocking(move || {
+            Cluster::create(&bin, &settings).map_err(|e| e.to_string())
+        });
+        Some(created.await??)
+    } else {
+        None
+    };
+    let server = match &cluster {
+        Some(cluster) => Some(cluster.url()?),
+        None => args.postgres_url.clone(),
+    };
+    let scratch = match &server {
         Some(server) => Some(ScratchDatabase::create(server).await?),
         None => None,
     };
@@ -332,6 +363,8 @@ async fn scale(args: ScaleArgs, pin: bool, cores: usize) -> BenchResult {
         "machine": machine(cores),
         "conditions": {
             "backend": backend, "pinned": pin, "events_loaded": args.events,
+            "private_postgres": args.private_postgres, "pg_settings": args.pg_settings,
+            "ratio_rounds": args.ratio_rounds,
             "customers": args.customers, "days": DAYS, "meters": METERS.len(),
             "seconds_per_figure": args.duration.as_secs_f64(),
         },
@@ -419,6 +452,14 @@ async fn measure_all(
         ]);
     }
 
+    if let Some(settings) = server_settings(events_db).await? {
+        rows.push([
+            "PostgreSQL server".into(),
+            settings,
+            "report".into(),
+            String::new(),
+        ]);
+    }
     if let Some(note) = statistics_after_load(events_db).await? {
         rows.push([
             "PostgreSQL planner statistics".into(),
@@ -673,10 +714,12 @@ async fn measure_all(
             }
         }
     };
-    // Each side alternates with the other twice, so drift (a checkpoint, the page cache)
-    // falls on both.
-    let (with_meters, without, caught_up) = alternate(
+    // Each side alternates with the other `--ratio-rounds` times, so drift (a checkpoint, the
+    // page cache) falls on both.
+    let rounds = args.ratio_rounds;
+    let meters = alternate(
         d,
+        rounds,
         &fold,
         (IN_FLIGHT, batch(1, METERED, Ids::Client)),
         (IN_FLIGHT, batch(2, UNMETERED, Ids::Client)),
@@ -684,16 +727,16 @@ async fn measure_all(
     .await?;
     rows.push(ratio_row(
         "IngestEvents x1000 with 5 meters on the event name / without",
-        &with_meters,
-        &without,
+        &meters,
         BATCH,
         0.7,
-        caught_up,
     ));
-    figures.insert("ingest_events_with_meters".into(), with_meters.json());
-    figures.insert("ingest_events_without_meters".into(), without.json());
-    let (client_ids, server_ids, caught_up) = alternate(
+    figures.insert("ingest_events_with_meters".into(), meters.a.json());
+    figures.insert("ingest_events_without_meters".into(), meters.b.json());
+    figures.insert("ingest_events_meters_rounds".into(), json!(meters.rounds));
+    let batches = alternate(
         d,
+        rounds,
         &fold,
         (IN_FLIGHT, batch(3, UNMETERED, Ids::Client)),
         (IN_FLIGHT, batch(4, UNMETERED, Ids::Server)),
@@ -701,16 +744,16 @@ async fn measure_all(
     .await?;
     rows.push(ratio_row(
         "IngestEvents x1000, random client ids / server ids",
-        &client_ids,
-        &server_ids,
+        &batches,
         BATCH,
         0.8,
-        caught_up,
     ));
-    figures.insert("ingest_events_client_ids".into(), client_ids.json());
-    figures.insert("ingest_events_server_ids".into(), server_ids.json());
-    let (client_ids, server_ids, caught_up) = alternate(
+    figures.insert("ingest_events_client_ids".into(), batches.a.json());
+    figures.insert("ingest_events_server_ids".into(), batches.b.json());
+    figures.insert("ingest_events_ids_rounds".into(), json!(batches.rounds));
+    let singles = alternate(
         d,
+        rounds,
         &fold,
         (64, single(5, Ids::Client)),
         (64, single(6, Ids::Server)),
@@ -718,14 +761,13 @@ async fn measure_all(
     .await?;
     rows.push(ratio_row(
         "IngestEvent, 64 in flight, random client ids / server ids",
-        &client_ids,
-        &server_ids,
+        &singles,
         1,
         0.8,
-        caught_up,
     ));
-    figures.insert("ingest_event_client_ids".into(), client_ids.json());
-    figures.insert("ingest_event_server_ids".into(), server_ids.json());
+    figures.insert("ingest_event_client_ids".into(), singles.a.json());
+    figures.insert("ingest_event_server_ids".into(), singles.b.json());
+    figures.insert("ingest_event_ids_rounds".into(), json!(singles.rounds));
     Ok((rows, figures))
 }
 
@@ -791,15 +833,26 @@ async fn meter_usage(
     Ok(client.get_meter_usage(request).await?.into_inner())
 }
 
-/// Measures `a` and `b` alternately, twice each; returns their combined stats and the seconds
-/// the meter fold took to catch up after them, each side's counted in its time (so the next
-/// side does not pay for it).
+/// The two sides of a ratio, measured in alternating phases.
+struct Alternated {
+    a: Stats,
+    b: Stats,
+    /// Seconds the meter fold took to catch up after the phases, counted against them.
+    caught_up: f64,
+    /// The ratio of each round (a phase of each side), to show the spread.
+    rounds: Vec<f64>,
+}
+
+/// Measures `a` and `b` in `rounds` rounds of one `d / 2` phase each, alternating, so that drift
+/// (a checkpoint, the page cache, the machine's speed) falls on both sides; each side is charged
+/// the meter fold's catch-up after its phase.
 async fn alternate<A, FA, B, FB>(
     d: Duration,
+    rounds: u32,
     fold: &Fold,
     a: (usize, A),
     b: (usize, B),
-) -> Result<(Stats, Stats, f64), BoxError>
+) -> Result<Alternated, BoxError>
 where
     A: Fn(u64) -> FA + Clone + Send + 'static,
     FA: std::future::Future<Output = Result<(), tonic::Status>> + Send,
@@ -807,35 +860,33 @@ where
     FB: std::future::Future<Output = Result<(), tonic::Status>> + Send,
 {
     let half = d / 2;
-    // The sequence numbers restart with each run: offset them so a phase never repeats an id.
-    let shifted = |f: A, offset: u64| move |n: u64| f(n + offset);
-    let shifted_b = |f: B, offset: u64| move |n: u64| f(n + offset);
     let mut caught_up = 0.0;
-    let a1 = fold
-        .count_in(
-            measure(a.0, half, shifted(a.1.clone(), 0)).await,
-            &mut caught_up,
-        )
-        .await?;
-    let b1 = fold
-        .count_in(
-            measure(b.0, half, shifted_b(b.1.clone(), 0)).await,
-            &mut caught_up,
-        )
-        .await?;
-    let a2 = fold
-        .count_in(
-            measure(a.0, half, shifted(a.1, 1 << 32)).await,
-            &mut caught_up,
-        )
-        .await?;
-    let b2 = fold
-        .count_in(
-            measure(b.0, half, shifted_b(b.1, 1 << 32)).await,
-            &mut caught_up,
-        )
-        .await?;
-    Ok((a1.merge(a2), b1.merge(b2), caught_up))
+    let mut sides: Option<(Stats, Stats)> = None;
+    let mut ratios = Vec::new();
+    for round in 0..u64::from(rounds.max(1)) {
+        // The sequence numbers restart with each phase: offset them so a phase never repeats
+        // an id.
+        let offset = round << 32;
+        let (fa, fb) = (a.1.clone(), b.1.clone());
+        let sa = measure(a.0, half, move |n: u64| fa(n + offset)).await;
+        let sa = fold.count_in(sa, &mut caught_up).await?;
+        let sb = measure(b.0, half, move |n: u64| fb(n + offset)).await;
+        let sb = fold.count_in(sb, &mut caught_up).await?;
+        if sb.per_second() > 0.0 {
+            ratios.push(sa.per_second() / sb.per_second());
+        }
+        sides = Some(match sides {
+            Some((ta, tb)) => (ta.merge(sa), tb.merge(sb)),
+            None => (sa, sb),
+        });
+    }
+    let (a, b) = sides.ok_or("no round measured")?;
+    Ok(Alternated {
+        a,
+        b,
+        caught_up,
+        rounds: ratios,
+    })
 }
 
 fn latency_row(figure: &str, stats: &Stats, target_ms: f64, p99: bool, note: &str) -> [String; 4] {
@@ -864,30 +915,37 @@ fn latency_row(figure: &str, stats: &Stats, target_ms: f64, p99: bool, note: &st
     ]
 }
 
-fn ratio_row(
-    figure: &str,
-    a: &Stats,
-    b: &Stats,
-    per_request: u64,
-    floor: f64,
-    caught_up: f64,
-) -> [String; 4] {
+fn ratio_row(figure: &str, sides: &Alternated, per_request: u64, floor: f64) -> [String; 4] {
+    let Alternated {
+        a,
+        b,
+        caught_up,
+        rounds,
+    } = sides;
     let (ra, rb) = (
         a.per_second() * per_request as f64,
         b.per_second() * per_request as f64,
     );
     let ratio = if rb > 0.0 { ra / rb } else { 0.0 };
     let errors = a.errors + b.errors;
+    let (low, high) = rounds
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(l, h), r| (l.min(*r), h.max(*r)));
     [
         figure.into(),
         format!(
-            "{ra:.0} vs {rb:.0} events/s: {ratio:.2}{}{}",
+            "{ra:.0} vs {rb:.0} events/s: {ratio:.2}{}{}{}",
+            if rounds.len() > 1 {
+                format!(" (rounds {low:.2}-{high:.2})")
+            } else {
+                String::new()
+            },
             if errors > 0 {
                 format!(" ({errors} errors)")
             } else {
                 String::new()
             },
-            if caught_up > 0.0 {
+            if *caught_up > 0.0 {
                 format!(
                     " (counting {caught_up:.2} s the meter fold took to catch up after the sides)"
                 )
@@ -936,6 +994,30 @@ async fn statistics_after_load(db: &DatabaseUrl) -> Result<Option<String>, BoxEr
         "autovacuum is off on this server: ANALYZE after the load, as it would ({:.1} s)",
         start.elapsed().as_secs_f64()
     )))
+}
+
+/// The PostgreSQL settings that most move the write figures (see docs/operations.md), as the
+/// server reports them: the conditions of a run.
+async fn server_settings(db: &DatabaseUrl) -> Result<Option<String>, BoxError> {
+    use sqlx::Connection;
+    let DatabaseUrl::Postgres(url) = db else {
+        return Ok(None);
+    };
+    let mut connection = sqlx::PgConnection::connect(url.as_str()).await?;
+    let mut shown = Vec::new();
+    for name in [
+        "server_version",
+        "shared_buffers",
+        "max_wal_size",
+        "checkpoint_timeout",
+        "autovacuum",
+    ] {
+        let value: String = sqlx::query_scalar(&format!("SHOW {name}"))
+            .fetch_one(&mut connection)
+            .await?;
+        shown.push(format!("{name} {value}"));
+    }
+    Ok(Some(shown.join(", ")))
 }
 
 /// The event database's size: the SQLite files in `dir`, or PostgreSQL's `pg_database_size`.

@@ -156,7 +156,7 @@ pub(crate) fn parse_setting(setting: &str) -> Result<String, String> {
 /// inherits that), so that the pinning of this process does not reach the server.
 fn on_every_core(command: Command) -> Command {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if Command::new("taskset").arg("-V").output().is_err() {
+    if !crate::run::taskset_available() {
         return command;
     }
     let mut taskset = Command::new("taskset");

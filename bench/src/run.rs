@@ -626,6 +626,11 @@ pub fn run(args: BenchArgs) -> BenchResult {
     run_pinned(args.no_pin, move |pin, cores| bench(args, pin, cores))
 }
 
+/// Whether `taskset` (util-linux) is on this machine, to pin processes to cores with.
+pub(crate) fn taskset_available() -> bool {
+    Command::new("taskset").arg("-V").output().is_ok()
+}
+
 /// Runs `bench(pinned, cores)` on a single-threaded runtime of its own: the load generator has
 /// one core (core 0, when there are two and `taskset` exists, with the servers on core 1), and one
 /// thread on it avoids the cross-thread wake-ups that would make it, not the server, the
@@ -638,7 +643,7 @@ where
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    let pin = !no_pin && cores >= 2 && Command::new("taskset").arg("-V").output().is_ok();
+    let pin = !no_pin && cores >= 2 && taskset_available();
     if pin {
         // Every thread of this process (the load generator) on core 0; servers go on core 1.
         Command::new("taskset")

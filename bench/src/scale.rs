@@ -452,22 +452,7 @@ async fn measure_all(
         ]);
     }
 
-    if let Some(settings) = server_settings(events_db).await? {
-        rows.push([
-            "PostgreSQL server".into(),
-            settings,
-            "report".into(),
-            String::new(),
-        ]);
-    }
-    if let Some(note) = statistics_after_load(events_db).await? {
-        rows.push([
-            "PostgreSQL planner statistics".into(),
-            note,
-            "report".into(),
-            String::new(),
-        ]);
-    }
+    rows.extend(postgres_after_load(events_db).await?);
 
     // The tenant total must count every loaded event exactly once.
     let total = meter_usage(
@@ -863,7 +848,7 @@ where
     let mut caught_up = 0.0;
     let mut sides: Option<(Stats, Stats)> = None;
     let mut ratios = Vec::new();
-    for round in 0..u64::from(rounds.max(1)) {
+    for round in 0..u64::from(rounds) {
         // The sequence numbers restart with each phase: offset them so a phase never repeats
         // an id.
         let offset = round << 32;
@@ -971,53 +956,49 @@ fn slug(figure: &str) -> String {
     out.trim_matches('_').to_owned()
 }
 
-/// On a PostgreSQL server whose autovacuum is off (as on some shared test servers), analyzes
-/// the event database once the load is done, as autovacuum would have during it: PostgreSQL
-/// plans `ListEvents` from its statistics, and a table never analyzed has none (a page by event
-/// name then read every event of the name to sort them: p50 844 ms at 1M events, 1.3 ms after).
-/// Says so in the report when it does.
-async fn statistics_after_load(db: &DatabaseUrl) -> Result<Option<String>, BoxError> {
+/// The settings of a PostgreSQL server that most move the write figures (see
+/// docs/operations.md), as the server reports them: the run's conditions, as a report row.
+/// Where autovacuum is off (as on some shared test servers), it also analyzes the event database
+/// once the load is done, as autovacuum would have during it, and says so in a second row:
+/// PostgreSQL plans `ListEvents` from its statistics, and a table never analyzed has none (a page
+/// by event name then read every event of the name to sort them: p50 844 ms at 1M events, 1.3 ms
+/// after).
+async fn postgres_after_load(db: &DatabaseUrl) -> Result<Rows, BoxError> {
     use sqlx::{Connection, Executor};
     let DatabaseUrl::Postgres(url) = db else {
-        return Ok(None);
+        return Ok(Vec::new());
     };
+    let row =
+        |figure: &str, measured: String| [figure.into(), measured, "report".into(), String::new()];
     let mut connection = sqlx::PgConnection::connect(url.as_str()).await?;
-    let autovacuum: String = sqlx::query_scalar("SHOW autovacuum")
-        .fetch_one(&mut connection)
-        .await?;
-    if autovacuum == "on" {
-        return Ok(None);
-    }
-    let start = std::time::Instant::now();
-    connection.execute("ANALYZE").await?;
-    Ok(Some(format!(
-        "autovacuum is off on this server: ANALYZE after the load, as it would ({:.1} s)",
-        start.elapsed().as_secs_f64()
-    )))
-}
-
-/// The PostgreSQL settings that most move the write figures (see docs/operations.md), as the
-/// server reports them: the conditions of a run.
-async fn server_settings(db: &DatabaseUrl) -> Result<Option<String>, BoxError> {
-    use sqlx::Connection;
-    let DatabaseUrl::Postgres(url) = db else {
-        return Ok(None);
-    };
-    let mut connection = sqlx::PgConnection::connect(url.as_str()).await?;
-    let mut shown = Vec::new();
-    for name in [
-        "server_version",
-        "shared_buffers",
-        "max_wal_size",
-        "checkpoint_timeout",
-        "autovacuum",
-    ] {
-        let value: String = sqlx::query_scalar(&format!("SHOW {name}"))
-            .fetch_one(&mut connection)
+    let settings: Vec<(String, String)> =
+        sqlx::query_as("SELECT name, current_setting(name) FROM unnest($1::text[]) AS name")
+            .bind([
+                "server_version",
+                "shared_buffers",
+                "max_wal_size",
+                "checkpoint_timeout",
+                "autovacuum",
+            ])
+            .fetch_all(&mut connection)
             .await?;
-        shown.push(format!("{name} {value}"));
+    let shown: Vec<String> = settings.iter().map(|(n, v)| format!("{n} {v}")).collect();
+    let mut rows = vec![row("PostgreSQL server", shown.join(", "))];
+    if settings
+        .iter()
+        .any(|(n, v)| n == "autovacuum" && v == "off")
+    {
+        let start = std::time::Instant::now();
+        connection.execute("ANALYZE").await?;
+        rows.push(row(
+            "PostgreSQL planner statistics",
+            format!(
+                "autovacuum is off on this server: ANALYZE after the load, as it would ({:.1} s)",
+                start.elapsed().as_secs_f64()
+            ),
+        ));
     }
-    Ok(Some(shown.join(", ")))
+    Ok(rows)
 }
 
 /// The event database's size: the SQLite files in `dir`, or PostgreSQL's `pg_database_size`.

@@ -80,6 +80,11 @@ impl Stats {
         self.latencies[rank.clamp(1, self.latencies.len()) - 1]
     }
 
+    /// The seconds the run is counted over.
+    pub(crate) fn seconds(&self) -> f64 {
+        self.seconds
+    }
+
     /// Counts `seconds` more against the run (work it caused that finished after it).
     pub(crate) fn add_seconds(&mut self, seconds: f64) {
         self.seconds += seconds;

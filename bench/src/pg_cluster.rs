@@ -154,14 +154,21 @@ pub(crate) fn parse_setting(setting: &str) -> Result<String, String> {
 
 /// `command` run by `taskset` on every core when `taskset` is there (the server it starts
 /// inherits that), so that the pinning of this process does not reach the server.
+///
+/// The cores are the machine's online ones, as the kernel lists them (`0-1`, the form `taskset
+/// -c` takes), not this process's: a scale run pins itself to core 0 before it creates the
+/// cluster, and `available_parallelism` then counts that one core.
 fn on_every_core(command: Command) -> Command {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if !crate::run::taskset_available() {
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online");
+    let Ok(online) = online.as_ref().map(|s| s.trim()) else {
+        return command;
+    };
+    if online.is_empty() || !crate::run::taskset_available() {
         return command;
     }
     let mut taskset = Command::new("taskset");
     taskset
-        .args(["-c", &format!("0-{}", cores - 1)])
+        .args(["-c", online])
         .arg(command.get_program())
         .args(command.get_args());
     taskset

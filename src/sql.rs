@@ -46,6 +46,8 @@ pub enum Arg<'a> {
     TextArray(Vec<&'a str>),
     /// `DOUBLE PRECISION[]`, NULLs included: PostgreSQL only.
     FloatArray(Vec<Option<f64>>),
+    /// `BYTEA[]`: PostgreSQL only.
+    BytesArray(Vec<&'a [u8]>),
 }
 
 impl<'a> Arg<'a> {
@@ -56,6 +58,7 @@ impl<'a> Arg<'a> {
             Arg::OptIntArray(v) => Arg::OptIntArray(v[range].to_vec()),
             Arg::TextArray(v) => Arg::TextArray(v[range].to_vec()),
             Arg::FloatArray(v) => Arg::FloatArray(v[range].to_vec()),
+            Arg::BytesArray(v) => Arg::BytesArray(v[range].to_vec()),
             single => single.clone(),
         }
     }
@@ -68,6 +71,7 @@ impl<'a> Arg<'a> {
             Arg::OptIntArray(v) => Arg::Int(v.get(i).copied().flatten()),
             Arg::TextArray(v) => Arg::Text(v.get(i).map(|s| Cow::Borrowed(*s))),
             Arg::FloatArray(v) => Arg::Float(v.get(i).copied().flatten()),
+            Arg::BytesArray(v) => Arg::Bytes(v.get(i).copied()),
             single => single.clone(),
         }
     }
@@ -173,7 +177,11 @@ impl<'a> Query<'a> {
                 Arg::Float(v) => out.add(v),
                 Arg::Text(v) => out.add(v),
                 Arg::Bytes(v) => out.add(v),
-                Arg::IntArray(_) | Arg::OptIntArray(_) | Arg::TextArray(_) | Arg::FloatArray(_) => {
+                Arg::IntArray(_)
+                | Arg::OptIntArray(_)
+                | Arg::TextArray(_)
+                | Arg::FloatArray(_)
+                | Arg::BytesArray(_) => {
                     return Err(sqlx::Error::Encode("arrays are PostgreSQL only".into()));
                 }
             }
@@ -198,6 +206,7 @@ impl<'a> Query<'a> {
                 Arg::OptIntArray(v) => out.add(v),
                 Arg::TextArray(v) => out.add(v),
                 Arg::FloatArray(v) => out.add(v),
+                Arg::BytesArray(v) => out.add(v),
             }
             .map_err(sqlx::Error::Encode)?;
         }

@@ -275,23 +275,21 @@ impl<'a> Deltas<'a> {
                 value,
             });
         }
-        // One statement for all of them rather than a round trip per meter, in chunks far
-        // below the bind limit.
-        let rows: Vec<(i64, Vec<u8>)> = rows
+        // One statement for all of them, whatever their number: a column array each, two
+        // binds, rather than a round trip per meter (or per power-of-two chunk of them).
+        let (meters, bytes): (Vec<i64>, Vec<Vec<u8>>) = rows
             .into_iter()
             .map(|(meter, row)| (meter, row.finish()))
-            .collect();
-        for chunk in tollgate::sql::statement_chunks(&rows, ROWS_PER_UPSERT) {
-            let mut q = Query::new("INSERT INTO meter_pending (meter_id, deltas) VALUES ");
-            for (n, (meter, bytes)) in chunk.iter().enumerate() {
-                q.push(if n > 0 { ", (" } else { "(" });
-                q.push_bind(*meter);
-                q.push(", ");
-                q.push_bind(Arg::Bytes(Some(bytes)));
-                q.push(")");
-            }
-            tx.execute(q).await?;
-        }
+            .unzip();
+        tx.execute(
+            Query::new(
+                "INSERT INTO meter_pending (meter_id, deltas) \
+                 SELECT * FROM UNNEST($1::BIGINT[], $2::BYTEA[])",
+            )
+            .bind(Arg::IntArray(meters))
+            .bind(Arg::BytesArray(bytes.iter().map(Vec::as_slice).collect())),
+        )
+        .await?;
         Ok(())
     }
 

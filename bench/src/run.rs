@@ -55,6 +55,11 @@ pub struct BenchArgs {
     no_pin: bool,
 }
 
+/// `a / b`, or 0 when `b` measured nothing.
+pub(crate) fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 { a / b } else { 0.0 }
+}
+
 /// Latencies and counts of one measured run.
 #[derive(Debug)]
 pub(crate) struct Stats {
@@ -69,7 +74,18 @@ pub(crate) struct Stats {
 
 impl Stats {
     pub(crate) fn per_second(&self) -> f64 {
-        self.requests as f64 / self.seconds
+        self.per_second_without(0.0)
+    }
+
+    /// The rate over the run's time less `excluded` seconds of it (work counted against the run
+    /// that finished after it); 0 when no time is left.
+    pub(crate) fn per_second_without(&self, excluded: f64) -> f64 {
+        let seconds = self.seconds - excluded;
+        if seconds > 0.0 {
+            self.requests as f64 / seconds
+        } else {
+            0.0
+        }
     }
 
     pub(crate) fn percentile(&self, p: f64) -> Duration {
@@ -78,11 +94,6 @@ impl Stats {
         }
         let rank = ((p / 100.0) * self.latencies.len() as f64).ceil() as usize;
         self.latencies[rank.clamp(1, self.latencies.len()) - 1]
-    }
-
-    /// The seconds the run is counted over.
-    pub(crate) fn seconds(&self) -> f64 {
-        self.seconds
     }
 
     /// Counts `seconds` more against the run (work it caused that finished after it).
@@ -752,7 +763,6 @@ async fn bench(args: BenchArgs, pin: bool, cores: usize) -> BenchResult {
     figures.insert("identity_floor_sequential".into(), id_floor_1.json());
     figures.insert("authorize".into(), authz.json());
     figures.insert("authorize_sequential".into(), authz_1.json());
-    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
     rows.push([
         "identity floor: Health/Check".into(),
         format!(

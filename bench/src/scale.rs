@@ -25,7 +25,7 @@ use crate::h2load::{H2Client, encode};
 use crate::pg_cluster::{Cluster, parse_setting};
 use crate::run::{
     BoxError, ScratchDatabase, Servers, Stats, admin_key, channel, load, machine, measure, ms,
-    stop, verdict, with_key,
+    ratio, stop, verdict, with_key,
 };
 
 /// Flags of `tollgate-bench scale`.
@@ -919,7 +919,7 @@ fn ratio_row(figure: &str, sides: &Alternated, per_request: u64, floor: f64) -> 
         a.per_second() * per_request as f64,
         b.per_second() * per_request as f64,
     );
-    let ratio = if rb > 0.0 { ra / rb } else { 0.0 };
+    let ratio = ratio(ra, rb);
     let errors = a.errors + b.errors;
     let caught_up_total = caught_up[0] + caught_up[1];
     let (low, high) = rounds
@@ -958,19 +958,10 @@ fn ratio_row(figure: &str, sides: &Alternated, per_request: u64, floor: f64) -> 
 
 /// The ratio of the two sides' rates over their phases alone, without the fold's catch-up.
 fn phases_only(sides: &Alternated) -> f64 {
-    let rate = |stats: &Stats, caught_up: f64| {
-        let seconds = stats.seconds() - caught_up;
-        if seconds > 0.0 {
-            stats.requests as f64 / seconds
-        } else {
-            0.0
-        }
-    };
-    let (ra, rb) = (
-        rate(&sides.a, sides.caught_up[0]),
-        rate(&sides.b, sides.caught_up[1]),
-    );
-    if rb > 0.0 { ra / rb } else { 0.0 }
+    ratio(
+        sides.a.per_second_without(sides.caught_up[0]),
+        sides.b.per_second_without(sides.caught_up[1]),
+    )
 }
 
 /// "meter usage SUM, one customer" -> "meter_usage_sum_one_customer".

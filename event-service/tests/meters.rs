@@ -766,6 +766,77 @@ async fn a_fold_takes_at_most_its_limit_of_staged_rows(store: Store) {
     assert_same(&report, &stored(&batches), &meter.definition, &whole);
 }
 
+/// SUM, MIN and MAX of one property, for the same event name and group-by, share one rollup
+/// series: a meter created beside a finished one has nothing to backfill and is exact at once;
+/// the series outlives any one of its meters, and a meter reading other values gets its own.
+async fn meters_reading_the_same_values_share_one_series(store: Store) {
+    let s = scope();
+    let sum = definition("tokens", MeterAggregation::Sum(tokens()), &[]);
+    let first = create(&store, &s, &sum).await;
+    let mut sent = vec![events(600, 21)];
+    store.insert(&[(&s, &sent[0])]).await.unwrap();
+    let max = definition("tokens.peak", MeterAggregation::Max(tokens()), &[]);
+    let peak = create(&store, &s, &max).await;
+    assert_eq!(peak.series, first.series);
+    assert_eq!(
+        peak.backfill,
+        Backfill::Done,
+        "events exist, yet nothing to count"
+    );
+    // Another group-by, a count or another aggregation's values: not the same rollups.
+    let by_model = definition(
+        "tokens.min.by_model",
+        MeterAggregation::Min(tokens()),
+        &["model"],
+    );
+    let calls = definition("calls", MeterAggregation::Count, &[]);
+    let latest = definition("tokens.latest", MeterAggregation::Latest(tokens()), &[]);
+    let mut others = Vec::new();
+    for d in [&by_model, &calls, &latest] {
+        let other = create(&store, &s, d).await;
+        assert_ne!(other.series, first.series, "{}", d.key.as_str());
+        assert!(matches!(other.backfill, Backfill::Running { .. }));
+        others.push(other);
+    }
+    backfill(&store).await;
+    let all: Vec<Meter> = [first.clone(), peak.clone()]
+        .into_iter()
+        .chain(others.iter().cloned())
+        .collect();
+    check_all(&store, &s, &all, &stored(&sent)).await;
+    // Its first meter deleted, the series stays and keeps counting for the other.
+    assert!(store.delete_meter(&s, &sum.key).await.unwrap());
+    let mut more = events(400, 22);
+    for e in &mut more {
+        e.event_id.insert(0, 'b');
+    }
+    sent.push(more);
+    store.insert(&[(&s, &sent[1])]).await.unwrap();
+    fold_all(&store).await;
+    check_all(&store, &s, std::slice::from_ref(&peak), &stored(&sent)).await;
+    // Created again, it reads the series still there, exact at once; events stored while both
+    // read it are counted once.
+    let again = create(&store, &s, &sum).await;
+    assert_eq!(again.series, first.series);
+    assert_eq!(again.backfill, Backfill::Done);
+    check_all(&store, &s, &[again.clone(), peak.clone()], &stored(&sent)).await;
+    let mut last = events(300, 23);
+    for e in &mut last {
+        e.event_id.insert(0, 'c');
+    }
+    sent.push(last);
+    store.insert(&[(&s, &sent[2])]).await.unwrap();
+    check_all(&store, &s, &[again, peak], &stored(&sent)).await;
+    // With every meter of the series gone, a new one starts a series of its own.
+    assert!(store.delete_meter(&s, &sum.key).await.unwrap());
+    assert!(store.delete_meter(&s, &max.key).await.unwrap());
+    let fresh = create(&store, &s, &max).await;
+    assert_ne!(fresh.series, first.series);
+    assert!(matches!(fresh.backfill, Backfill::Running { .. }));
+    backfill(&store).await;
+    check_all(&store, &s, &[fresh], &stored(&sent)).await;
+}
+
 tollgate::store_suite!(
     crate::connect;
     a_fold_takes_at_most_its_limit_of_staged_rows,
@@ -774,4 +845,5 @@ tollgate::store_suite!(
     meters_match_a_recomputation_of_the_events,
     a_meter_created_after_the_events_is_backfilled_exactly,
     meters_are_per_scope_and_bounded,
+    meters_reading_the_same_values_share_one_series,
 );

@@ -139,6 +139,20 @@ impl MeterAggregation {
         }
     }
 
+    /// The storage names of the aggregations whose rollups, for the same event name, property
+    /// and group-by, are this one's: SUM, MIN and MAX each keep one aggregate holding all three
+    /// figures. Meters among them share one rollup series.
+    pub fn same_rollups(&self) -> &'static [&'static str] {
+        match self {
+            MeterAggregation::Count => &["count"],
+            MeterAggregation::Sum(_) | MeterAggregation::Min(_) | MeterAggregation::Max(_) => {
+                &["sum", "min", "max"]
+            }
+            MeterAggregation::CountUnique(_) => &["count_unique"],
+            MeterAggregation::Latest(_) => &["latest"],
+        }
+    }
+
     /// From its storage name and property (validated on the way in).
     pub fn from_storage(name: &str, property: &str) -> Option<Self> {
         let path = || PropertyPath::parse("property", property).ok();
@@ -174,6 +188,9 @@ pub struct MeterDefinition {
 pub struct Meter {
     /// Its number in the store.
     pub id: i64,
+    /// The rollup series it reads: its own id, or that of an earlier meter that reads the same
+    /// values (see [`MeterAggregation::same_rollups`]).
+    pub series: i64,
     /// The definition.
     pub definition: MeterDefinition,
     /// When it was created.

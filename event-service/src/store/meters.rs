@@ -73,16 +73,17 @@ pub enum Refused {
 #[derive(Debug, Default)]
 pub struct MeterSet {
     version: i64,
-    /// By scope, then event name (looked up by `&str`, without a key to allocate per event).
+    /// By scope, then event name (looked up by `&str`, without a key to allocate per event):
+    /// one entry per rollup series, however many meters read it.
     by_name: FastMap<i64, FastMap<String, Vec<Arc<StoredMeter>>>>,
 }
 
-/// A meter as the writer needs it.
+/// A rollup series as the writer needs it.
 #[derive(Debug)]
 pub struct StoredMeter {
-    /// Its id.
-    pub id: i64,
-    /// Its definition.
+    /// The series it writes (see [`Meter::series`]).
+    pub series: i64,
+    /// The definition of one of its meters (they all read the same values).
     pub definition: MeterDefinition,
 }
 
@@ -154,16 +155,20 @@ impl MeterCache {
             by_name: FastMap::default(),
         };
         for row in rows {
-            let meter = row.into_meter()?;
-            set.by_name
-                .entry(meter.0)
+            let (scope_id, meter) = row.into_meter()?;
+            let series = set
+                .by_name
+                .entry(scope_id)
                 .or_default()
-                .entry(meter.1.definition.event_name.clone())
-                .or_default()
-                .push(Arc::new(StoredMeter {
-                    id: meter.1.id,
-                    definition: meter.1.definition,
+                .entry(meter.definition.event_name.clone())
+                .or_default();
+            // Counted once per series, not once per meter.
+            if series.iter().all(|s| s.series != meter.series) {
+                series.push(Arc::new(StoredMeter {
+                    series: meter.series,
+                    definition: meter.definition,
                 }));
+            }
         }
         let set = Arc::new(set);
         self.set(set.clone());
@@ -195,7 +200,7 @@ type FastHash = foldhash::fast::RandomState;
 type FastMap<K, V> = HashMap<K, V, FastHash>;
 
 impl<'a> Deltas<'a> {
-    /// Counts one event for `meter`, given its parsed properties.
+    /// Counts one event for `meter`'s series, given its parsed properties.
     pub fn add(&mut self, meter: &StoredMeter, ts: i64, customer: &'a str, properties: &Value) {
         let reading = meter.definition.read_value(properties);
         let Some(value) = reading.value else { return };
@@ -204,17 +209,22 @@ impl<'a> Deltas<'a> {
         match value {
             Measure::Distinct(v) => {
                 self.distinct
-                    .insert((meter.id, day, customer, group, Cow::Owned(v)));
+                    .insert((meter.series, day, customer, group, Cow::Owned(v)));
             }
             counted => {
                 for width in [MINUTE, HOUR] {
                     self.totals
-                        .entry((meter.id, width, ts.div_euclid(width) * width, group.clone()))
+                        .entry((
+                            meter.series,
+                            width,
+                            ts.div_euclid(width) * width,
+                            group.clone(),
+                        ))
                         .or_default()
                         .add(&counted, ts);
                 }
                 self.days
-                    .entry((meter.id, day, customer, group))
+                    .entry((meter.series, day, customer, group))
                     .or_default()
                     .add(&counted, ts);
             }
@@ -569,13 +579,15 @@ fn push_merge(q: &mut Query<'_>, table: &str, backend: Backend, merge: Merge) {
 }
 
 /// Columns of `meters`, in [`MeterRow`] order.
-const METER_COLUMNS: &str = "id, scope_id, meter_key, description, event_name, aggregation, \
-                             property, group_by, created_at, ready, backfill_done, backfill_total";
+const METER_COLUMNS: &str = "id, series_id, scope_id, meter_key, description, event_name, \
+                             aggregation, property, group_by, created_at, ready, backfill_done, \
+                             backfill_total";
 
 /// A `meters` row.
 #[derive(Debug, sqlx::FromRow)]
 struct MeterRow {
     id: i64,
+    series_id: i64,
     scope_id: i64,
     meter_key: String,
     description: String,
@@ -605,6 +617,7 @@ impl MeterRow {
             self.scope_id,
             Meter {
                 id: self.id,
+                series: self.series_id,
                 definition: MeterDefinition {
                     key: MeterKey::from_storage(self.meter_key),
                     description: self.description,
@@ -674,13 +687,39 @@ pub async fn create(
         .iter()
         .map(PropertyPath::as_string)
         .collect();
+    let group_by = serde_json::to_string(&group_by).unwrap_or_else(|_| "[]".into());
+    let property = definition
+        .aggregation
+        .property()
+        .map(PropertyPath::as_string)
+        .unwrap_or_default();
+    // A finished series that reads the same values already counts every event this meter
+    // would: the meter reads it too, with nothing to backfill, and inserts count it once.
+    let mut q = Query::new("SELECT series_id FROM meters WHERE scope_id = ");
+    q.push_bind(scope_id);
+    q.push(" AND event_name = ")
+        .push_bind(definition.event_name.as_str());
+    q.push(" AND property = ").push_bind(property.as_str());
+    q.push(" AND group_by = ").push_bind(group_by.as_str());
+    q.push(" AND ready <> 0 AND aggregation IN (");
+    for (i, name) in definition.aggregation.same_rollups().iter().enumerate() {
+        if i > 0 {
+            q.push(", ");
+        }
+        q.push_bind(*name);
+    }
+    q.push(") ORDER BY id LIMIT 1");
+    let shared: Option<(i64,)> = tx.fetch_optional(q).await?;
+    let shared = shared.map(|(series,)| series);
+    // Nothing stored before it, or a finished series: nothing to backfill.
+    let ready = earlier == 0 || shared.is_some();
     let now = tollgate::time::now();
     let inserted = tx
         .fetch_optional::<(i64,)>(
             Query::new(
                 "INSERT INTO meters (scope_id, meter_key, description, event_name, aggregation, \
-                 property, group_by, created_at, start_seq, ready, backfill_done) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0) \
+                 property, group_by, created_at, start_seq, ready, backfill_done, series_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $11) \
                  ON CONFLICT (scope_id, meter_key) DO NOTHING RETURNING id",
             )
             .bind(scope_id)
@@ -688,31 +727,36 @@ pub async fn create(
             .bind(definition.description.as_str())
             .bind(definition.event_name.as_str())
             .bind(definition.aggregation.name())
-            .bind(
-                definition
-                    .aggregation
-                    .property()
-                    .map(PropertyPath::as_string)
-                    .unwrap_or_default(),
-            )
-            .bind(serde_json::to_string(&group_by).unwrap_or_else(|_| "[]".into()))
+            .bind(property.as_str())
+            .bind(group_by.as_str())
             .bind(tollgate::time::to_micros(now))
             .bind(start_seq)
-            // Nothing stored before it: nothing to backfill.
-            .bind(i64::from(earlier == 0)),
+            .bind(i64::from(ready))
+            .bind(shared.unwrap_or(0)),
         )
         .await?;
     let Some((id,)) = inserted else {
         return Ok(CreateOutcome::Exists);
+    };
+    let series = match shared {
+        Some(series) => series,
+        None => {
+            // A series of its own, named by its id (which no series in use has: see the
+            // migrations that added `series_id`).
+            tx.execute(Query::new("UPDATE meters SET series_id = id WHERE id = $1").bind(id))
+                .await?;
+            id
+        }
     };
     tx.execute(Query::new("UPDATE meter_epoch SET version = version + 1"))
         .await?;
     tx.commit().await?;
     Ok(CreateOutcome::Created(Meter {
         id,
+        series,
         definition: definition.clone(),
         created_at: tollgate::time::from_micros(tollgate::time::to_micros(now)),
-        backfill: if earlier == 0 {
+        backfill: if ready {
             Backfill::Done
         } else {
             Backfill::Running {
@@ -759,28 +803,38 @@ pub async fn list(
         .collect()
 }
 
-/// Deletes a meter and its rollups; whether it existed.
+/// Deletes a meter, and its rollups unless another meter reads them; whether it existed.
 pub async fn delete(write: &Db, scope_id: i64, key: &MeterKey) -> Result<bool, StoreError> {
     let backend = write.backend();
     let mut tx = write.begin_write().await?;
     lock_out_writers(&mut tx, backend).await?;
-    let id: Option<(i64,)> = tx
+    let series: Option<(i64,)> = tx
         .fetch_optional(
-            Query::new("DELETE FROM meters WHERE scope_id = $1 AND meter_key = $2 RETURNING id")
-                .bind(scope_id)
-                .bind(key.as_str()),
+            Query::new(
+                "DELETE FROM meters WHERE scope_id = $1 AND meter_key = $2 RETURNING series_id",
+            )
+            .bind(scope_id)
+            .bind(key.as_str()),
         )
         .await?;
-    let Some((id,)) = id else {
+    let Some((series,)) = series else {
         return Ok(false);
     };
-    for table in [
+    let (readers,): (i64,) = tx
+        .fetch_one(
+            Query::new("SELECT COUNT(*) FROM meters WHERE scope_id = $1 AND series_id = $2")
+                .bind(scope_id)
+                .bind(series),
+        )
+        .await?;
+    let tables = [
         "meter_days",
         "meter_totals",
         "meter_distinct",
         "meter_pending",
-    ] {
-        tx.execute(Query::new(format!("DELETE FROM {table} WHERE meter_id = $1")).bind(id))
+    ];
+    for table in tables.iter().filter(|_| readers == 0) {
+        tx.execute(Query::new(format!("DELETE FROM {table} WHERE meter_id = $1")).bind(series))
             .await?;
     }
     tx.execute(Query::new("UPDATE meter_epoch SET version = version + 1"))
@@ -937,8 +991,9 @@ pub async fn backfill_step(db: &Db, write: &Db, id: i64) -> Result<bool, StoreEr
             None => return Ok(true),
         }
     };
+    // Only a series' first meter ever backfills (a later one joins a finished series).
     let stored = StoredMeter {
-        id,
+        series: meter.series,
         definition: meter.definition,
     };
     let mut deltas = Deltas::default();
@@ -1108,7 +1163,7 @@ pub async fn usage(
                          int_lo, real_sum, reals, min_value, max_value, latest_ts, latest_value, \
                          CAST(NULL AS BYTEA) AS pending FROM meter_totals WHERE meter_id = ",
                     );
-                    q.push_bind(meter.id);
+                    q.push_bind(meter.series);
                     q.push(" AND width = ").push_bind(width);
                     q.push(" AND bucket >= ").push_bind(query.start);
                     q.push(" AND bucket < ").push_bind(query.end);
@@ -1120,12 +1175,12 @@ pub async fn usage(
                          reals, min_value, max_value, latest_ts, latest_value, \
                          CAST(NULL AS BYTEA) AS pending FROM meter_days WHERE meter_id = ",
                     );
-                    q.push_bind(meter.id);
+                    q.push_bind(meter.series);
                     push_days(&mut q, query);
                     q
                 }
             };
-            q.push(STAGED_AS_ROLLUP).push_bind(meter.id);
+            q.push(STAGED_AS_ROLLUP).push_bind(meter.series);
             // Added to the report as read: all customers daily is tens of thousands of rows,
             // which as a vector of rows beside the report cost resident memory for good
             // (freed, but kept by the allocator).
@@ -1162,9 +1217,9 @@ pub async fn usage(
                 "SELECT day, customer, grp, value, CAST(NULL AS BYTEA) AS pending \
                  FROM meter_distinct WHERE meter_id = ",
             );
-            q.push_bind(meter.id);
+            q.push_bind(meter.series);
             push_days(&mut q, query);
-            q.push(STAGED_AS_DISTINCT).push_bind(meter.id);
+            q.push(STAGED_AS_DISTINCT).push_bind(meter.series);
             type DistinctRow = (i64, String, String, String, Option<Vec<u8>>);
             let (rows, more) = db
                 .fetch_while::<DistinctRow>(q, at_most(max_events))

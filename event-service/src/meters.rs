@@ -23,6 +23,10 @@ const BACKFILL_RETRY: Duration = Duration::from_secs(1);
 /// meters cost the write path); queries read what is staged besides the rollups, so the wait
 /// never makes a figure stale, only those queries a little slower.
 const FOLD_INTERVAL: Duration = Duration::from_millis(500);
+/// How long this process's writer must stage nothing for the fold task to cut its wait short:
+/// once ingest stops there are no more deltas to add up, and waiting out [`FOLD_INTERVAL`] only
+/// leaves them staged longer. A writer under load stages every few tens of milliseconds.
+const FOLD_QUIET: Duration = Duration::from_millis(100);
 /// How long the fold task waits after a failed fold.
 const FOLD_RETRY: Duration = Duration::from_secs(1);
 
@@ -172,20 +176,18 @@ impl Meters {
     }
 
     /// Adds staged deltas to the rollups until the task is aborted: the oldest
-    /// [`FOLD_ROWS`] at a time, at once while more wait, otherwise every [`FOLD_INTERVAL`].
+    /// [`FOLD_ROWS`] at a time, at once while more wait, otherwise every [`FOLD_INTERVAL`], or
+    /// sooner when this process's writer has staged since the last fold and then gone quiet.
     pub async fn run_fold(self) {
         loop {
-            let pause = match self.store.fold_meters().await {
-                Ok(taken) if taken >= FOLD_ROWS => None,
-                Ok(_) => Some(FOLD_INTERVAL),
+            let before = self.store.staged_commits();
+            match self.store.fold_meters().await {
+                Ok(taken) if taken >= FOLD_ROWS => tokio::task::yield_now().await,
+                Ok(_) => wait_to_fold(|| self.store.staged_commits(), before).await,
                 Err(e) => {
                     tracing::warn!(error = %tollgate::telemetry::error_chain(&e), "meter fold failed; retrying");
-                    Some(FOLD_RETRY)
+                    tokio::time::sleep(FOLD_RETRY).await;
                 }
-            };
-            match pause {
-                Some(pause) => tokio::time::sleep(pause).await,
-                None => tokio::task::yield_now().await,
             }
         }
     }
@@ -209,5 +211,75 @@ impl Meters {
                 }
             }
         }
+    }
+}
+
+/// Waits [`FOLD_INTERVAL`], or less: until the writer, having staged since `before` (as
+/// `staged` counts), stages nothing for [`FOLD_QUIET`]. An idle process waits the whole interval.
+async fn wait_to_fold(staged: impl Fn() -> u64, before: u64) {
+    let deadline = tokio::time::Instant::now() + FOLD_INTERVAL;
+    let mut seen = before;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        tokio::time::sleep(left.min(FOLD_QUIET)).await;
+        let now = staged();
+        if now != before && now == seen {
+            return;
+        }
+        seen = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use tokio::time::Instant;
+
+    use super::{FOLD_INTERVAL, FOLD_QUIET, wait_to_fold};
+
+    /// How long `wait_to_fold` waits while a writer commits a staged transaction every `every`
+    /// (from the start) for `for_how_long`.
+    async fn waited(
+        every: Option<std::time::Duration>,
+        for_how_long: std::time::Duration,
+    ) -> std::time::Duration {
+        let staged = Arc::new(AtomicU64::new(7));
+        if let Some(every) = every {
+            let staged = staged.clone();
+            tokio::spawn(async move {
+                let start = Instant::now();
+                while start.elapsed() < for_how_long {
+                    tokio::time::sleep(every).await;
+                    staged.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        let start = Instant::now();
+        wait_to_fold(|| staged.load(Ordering::Relaxed), 7).await;
+        start.elapsed()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_writer_leaves_the_whole_interval() {
+        assert_eq!(waited(None, FOLD_INTERVAL).await, FOLD_INTERVAL);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_writer_leaves_the_whole_interval() {
+        let every = FOLD_QUIET / 4;
+        assert_eq!(waited(Some(every), FOLD_INTERVAL * 2).await, FOLD_INTERVAL);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_writer_gone_quiet_is_folded_after_the_quiet_time() {
+        // Stages for 150 ms, then stops: the wait ends at the first quiet slice after that.
+        let waited = waited(Some(FOLD_QUIET / 4), FOLD_QUIET * 3 / 2).await;
+        assert_eq!(waited, FOLD_QUIET * 3, "{waited:?}");
+        assert!(waited < FOLD_INTERVAL);
     }
 }

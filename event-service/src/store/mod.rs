@@ -123,6 +123,9 @@ pub trait MeterStore: Send + Sync + std::fmt::Debug {
     /// Adds the oldest staged deltas to the rollups (see [`meters::fold`]); how many staged
     /// rows it took (none: nothing was staged).
     async fn fold_meters(&self) -> Result<usize, StoreError>;
+    /// How many insert transactions of this process have committed staged deltas so far: the
+    /// fold task watches it to tell a writer that is still staging from one gone quiet.
+    fn staged_commits(&self) -> u64;
 }
 
 /// One event to insert, with the id of its scope.

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use sqlx::{PgPool, SqlitePool};
@@ -38,6 +39,9 @@ pub struct SqlStore {
     scopes: ScopeIds,
     /// The meter definitions as the writer last read them.
     meters: MeterCache,
+    /// Insert transactions that committed staged meter deltas (see
+    /// [`MeterStore::staged_commits`]).
+    staged_commits: AtomicU64,
 }
 
 impl SqlStore {
@@ -72,6 +76,7 @@ impl SqlStore {
             writer,
             scopes: ScopeIds::default(),
             meters: MeterCache::default(),
+            staged_commits: AtomicU64::new(0),
         })
     }
 
@@ -147,6 +152,7 @@ impl SqlStore {
                 sort_out(rows, &returned)
             }
         };
+        let mut staged = false;
         if !meters.is_empty() {
             let deltas = Deltas::of_rows(&meters, rows, Some(&new));
             if !deltas.is_empty() {
@@ -154,7 +160,10 @@ impl SqlStore {
                     // Staged: the fold adds many transactions' deltas up before it writes the
                     // rollups, where an upsert per rollup row here cost PostgreSQL half of its
                     // batched ingest (docs/benchmarks.md).
-                    Backend::Postgres => deltas.stage(&mut tx).await?,
+                    Backend::Postgres => {
+                        deltas.stage(&mut tx).await?;
+                        staged = true;
+                    }
                     // Upserted at once: the single writer's upserts are in-process B-tree
                     // writes (meters cost it 13-21% of batched ingest), and staged rows, tens of
                     // KiB each, cost its page cache and resident memory more than they saved.
@@ -163,6 +172,9 @@ impl SqlStore {
             }
         }
         tx.commit().await?;
+        if staged {
+            self.staged_commits.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(new)
     }
 
@@ -664,6 +676,10 @@ impl MeterStore for SqlStore {
 
     async fn fold_meters(&self) -> Result<usize, StoreError> {
         meters::fold(&self.db, &self.write_db()).await
+    }
+
+    fn staged_commits(&self) -> u64 {
+        self.staged_commits.load(Ordering::Relaxed)
     }
 }
 

@@ -163,6 +163,17 @@ impl<'a> Query<'a> {
         self
     }
 
+    /// Appends a placeholder for each of `args`, separated by commas (an `IN` list, a tuple).
+    pub fn push_binds<A: Into<Arg<'a>>>(&mut self, args: impl IntoIterator<Item = A>) -> &mut Self {
+        for (n, arg) in args.into_iter().enumerate() {
+            if n > 0 {
+                self.push(", ");
+            }
+            self.push_bind(arg);
+        }
+        self
+    }
+
     /// The SQL text.
     pub fn sql(&self) -> &str {
         &self.sql

@@ -75,21 +75,21 @@ pub struct MeterSet {
     version: i64,
     /// By scope, then event name (looked up by `&str`, without a key to allocate per event):
     /// one entry per rollup series, however many meters read it.
-    by_name: FastMap<i64, FastMap<String, Vec<Arc<StoredMeter>>>>,
+    by_name: FastMap<i64, FastMap<String, Vec<Arc<StoredSeries>>>>,
 }
 
 /// A rollup series as the writer needs it.
 #[derive(Debug)]
-pub struct StoredMeter {
-    /// The series it writes (see [`Meter::series`]).
-    pub series: i64,
+pub struct StoredSeries {
+    /// Its id (see [`Meter::series`]).
+    pub id: i64,
     /// The definition of one of its meters (they all read the same values).
     pub definition: MeterDefinition,
 }
 
 impl MeterSet {
-    /// Whether any meter counts events of this scope and name.
-    fn for_event(&self, scope_id: i64, event_name: &str) -> Option<&[Arc<StoredMeter>]> {
+    /// The series that count events of this scope and name, if any.
+    fn for_event(&self, scope_id: i64, event_name: &str) -> Option<&[Arc<StoredSeries>]> {
         self.by_name
             .get(&scope_id)?
             .get(event_name)
@@ -163,9 +163,9 @@ impl MeterCache {
                 .entry(meter.definition.event_name.clone())
                 .or_default();
             // Counted once per series, not once per meter.
-            if series.iter().all(|s| s.series != meter.series) {
-                series.push(Arc::new(StoredMeter {
-                    series: meter.series,
+            if series.iter().all(|s| s.id != meter.series) {
+                series.push(Arc::new(StoredSeries {
+                    id: meter.series,
                     definition: meter.definition,
                 }));
             }
@@ -200,22 +200,22 @@ type FastHash = foldhash::fast::RandomState;
 type FastMap<K, V> = HashMap<K, V, FastHash>;
 
 impl<'a> Deltas<'a> {
-    /// Counts one event for `meter`'s series, given its parsed properties.
-    pub fn add(&mut self, meter: &StoredMeter, ts: i64, customer: &'a str, properties: &Value) {
-        let reading = meter.definition.read_value(properties);
+    /// Counts one event for `series`, given its parsed properties.
+    pub fn add(&mut self, series: &StoredSeries, ts: i64, customer: &'a str, properties: &Value) {
+        let reading = series.definition.read_value(properties);
         let Some(value) = reading.value else { return };
         let day = Window::Day.start_of(ts);
         let group = Cow::Owned(reading.group);
         match value {
             Measure::Distinct(v) => {
                 self.distinct
-                    .insert((meter.series, day, customer, group, Cow::Owned(v)));
+                    .insert((series.id, day, customer, group, Cow::Owned(v)));
             }
             counted => {
                 for width in [MINUTE, HOUR] {
                     self.totals
                         .entry((
-                            meter.series,
+                            series.id,
                             width,
                             ts.div_euclid(width) * width,
                             group.clone(),
@@ -224,7 +224,7 @@ impl<'a> Deltas<'a> {
                         .add(&counted, ts);
                 }
                 self.days
-                    .entry((meter.series, day, customer, group))
+                    .entry((series.id, day, customer, group))
                     .or_default()
                     .add(&counted, ts);
             }
@@ -238,14 +238,14 @@ impl<'a> Deltas<'a> {
             if new.is_some_and(|new| !new[i]) {
                 continue;
             }
-            let Some(meters) = meters.for_event(*scope_id, &event.event_name) else {
+            let Some(all_series) = meters.for_event(*scope_id, &event.event_name) else {
                 continue;
             };
             let ts = tollgate::time::to_micros(event.timestamp);
             // Parsed once for all of the name's meters (as `read` would: unreadable is `{}`).
             let properties = parse_properties(&event.properties);
-            for meter in meters {
-                deltas.add(meter, ts, &event.external_customer_id, &properties);
+            for series in all_series {
+                deltas.add(series, ts, &event.external_customer_id, &properties);
             }
         }
         deltas
@@ -504,13 +504,8 @@ impl<'a> Upsert<'a> {
                 for start in (0..rows).step_by(ARRAY_ROWS) {
                     let range = start..rows.min(start + ARRAY_ROWS);
                     let mut q = Query::new(format!("{head}SELECT * FROM UNNEST("));
-                    for (n, column) in columns.iter().enumerate() {
-                        if n > 0 {
-                            q.push(", ");
-                        }
-                        q.push_bind(column.slice(range.clone()));
-                    }
-                    q.push(")");
+                    q.push_binds(columns.iter().map(|c| c.slice(range.clone())))
+                        .push(")");
                     tail(&mut q);
                     tx.execute(q).await?;
                 }
@@ -521,13 +516,8 @@ impl<'a> Upsert<'a> {
                 for chunk in tollgate::sql::statement_chunks(&rows, ROWS_PER_UPSERT) {
                     let mut q = Query::new(format!("{head}VALUES "));
                     for (n, &row) in chunk.iter().enumerate() {
-                        q.push(if n > 0 { ", (" } else { "(" });
-                        for (c, column) in columns.iter().enumerate() {
-                            if c > 0 {
-                                q.push(", ");
-                            }
-                            q.push_bind(column.element(row));
-                        }
+                        q.push(if n > 0 { ", (" } else { "(" })
+                            .push_binds(columns.iter().map(|c| c.element(row)));
                         q.push(")");
                     }
                     tail(&mut q);
@@ -701,14 +691,9 @@ pub async fn create(
         .push_bind(definition.event_name.as_str());
     q.push(" AND property = ").push_bind(property.as_str());
     q.push(" AND group_by = ").push_bind(group_by.as_str());
-    q.push(" AND ready <> 0 AND aggregation IN (");
-    for (i, name) in definition.aggregation.same_rollups().iter().enumerate() {
-        if i > 0 {
-            q.push(", ");
-        }
-        q.push_bind(*name);
-    }
-    q.push(") ORDER BY id LIMIT 1");
+    q.push(" AND ready <> 0 AND aggregation IN (")
+        .push_binds(definition.aggregation.same_rollups().iter().copied())
+        .push(") ORDER BY id LIMIT 1");
     let shared: Option<(i64,)> = tx.fetch_optional(q).await?;
     let shared = shared.map(|(series,)| series);
     // Nothing stored before it, or a finished series: nothing to backfill.
@@ -827,15 +812,16 @@ pub async fn delete(write: &Db, scope_id: i64, key: &MeterKey) -> Result<bool, S
                 .bind(series),
         )
         .await?;
-    let tables = [
-        "meter_days",
-        "meter_totals",
-        "meter_distinct",
-        "meter_pending",
-    ];
-    for table in tables.iter().filter(|_| readers == 0) {
-        tx.execute(Query::new(format!("DELETE FROM {table} WHERE meter_id = $1")).bind(series))
-            .await?;
+    if readers == 0 {
+        for table in [
+            "meter_days",
+            "meter_totals",
+            "meter_distinct",
+            "meter_pending",
+        ] {
+            tx.execute(Query::new(format!("DELETE FROM {table} WHERE meter_id = $1")).bind(series))
+                .await?;
+        }
     }
     tx.execute(Query::new("UPDATE meter_epoch SET version = version + 1"))
         .await?;
@@ -992,8 +978,8 @@ pub async fn backfill_step(db: &Db, write: &Db, id: i64) -> Result<bool, StoreEr
         }
     };
     // Only a series' first meter ever backfills (a later one joins a finished series).
-    let stored = StoredMeter {
-        series: meter.series,
+    let stored = StoredSeries {
+        id: meter.series,
         definition: meter.definition,
     };
     let mut deltas = Deltas::default();
@@ -1364,13 +1350,9 @@ fn push_days<'a>(q: &mut Query<'a>, query: &'a MeterQuery) {
     let days = (query.end - query.start) / DAY;
     match &query.customer {
         Some(customer) if days <= MAX_LISTED_DAYS => {
-            q.push(" AND day IN (");
-            for n in 0..days.max(1) {
-                if n > 0 {
-                    q.push(", ");
-                }
-                q.push_bind(Window::Day.start_of(query.start) + n * DAY);
-            }
+            let first = Window::Day.start_of(query.start);
+            q.push(" AND day IN (")
+                .push_binds((0..days.max(1)).map(|n| first + n * DAY));
             q.push(") AND customer = ").push_bind(customer.as_str());
         }
         customer => {

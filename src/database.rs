@@ -129,8 +129,18 @@ fn cached_options(path: &Path, cache_kib: u32) -> Result<SqliteConnectOptions, s
 /// sat idle through each fsync). Everything else `NORMAL` does is what `FULL` does: SQLite still
 /// syncs the log before a checkpoint, the database file after one, and the log's header when
 /// the log is reused.
-pub async fn sqlite_writer(path: &Path, cache_kib: u32) -> Result<sqlx::SqlitePool, sqlx::Error> {
-    let options = cached_options(path, cache_kib)?.synchronous(SqliteSynchronous::Normal);
+///
+/// The writer copies the log into the database file itself (a checkpoint, inside the commit
+/// that crossed the line) once the log holds `checkpoint_pages` pages; SQLite's default is 1000.
+/// A caller that checkpoints from another connection sets it higher, as a backstop.
+pub async fn sqlite_writer(
+    path: &Path,
+    cache_kib: u32,
+    checkpoint_pages: u32,
+) -> Result<sqlx::SqlitePool, sqlx::Error> {
+    let options = cached_options(path, cache_kib)?
+        .synchronous(SqliteSynchronous::Normal)
+        .pragma("wal_autocheckpoint", checkpoint_pages.to_string());
     sqlite_pool_with(options, 1).await
 }
 
@@ -312,12 +322,17 @@ mod tests {
         let link = dir.path().join("link.db");
         std::os::unix::fs::symlink(&real, &link).unwrap();
         // Opened through a symbolic link, as a deployment's data path may be.
-        let writer = sqlite_writer(&link, 1024).await.unwrap();
+        let writer = sqlite_writer(&link, 1024, 4000).await.unwrap();
         let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
             .fetch_one(&writer)
             .await
             .unwrap();
         assert_eq!(synchronous, 1, "NORMAL: commits do not fsync");
+        let checkpoint_pages: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
+            .fetch_one(&writer)
+            .await
+            .unwrap();
+        assert_eq!(checkpoint_pages, 4000);
         sqlx::query("CREATE TABLE t (x INTEGER)")
             .execute(&writer)
             .await

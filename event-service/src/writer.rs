@@ -12,8 +12,13 @@
 //! covers every group committed before it began. PostgreSQL gets several writers
 //! ([`EventStore::writers`]): each commit group is one server process's work, and a second group
 //! can be inserted while the first waits for its commit.
+//!
+//! SQLite's log is copied into the database file by a checkpointer task beside the writer
+//! ([`EventStore::checkpoints_separately`]), which the syncer wakes after each sync; left to the
+//! writer, that copying ran inside every few commits.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -40,6 +45,12 @@ const GROUPS_IN_FLIGHT: usize = 2;
 /// time; a few turns let the group fill, and more only add latency (the trial of 0 to 32 turns is
 /// in docs/benchmarks.md). One request alone pays a single yield, a few microseconds.
 const GATHER_TURNS: usize = 3;
+/// How long the checkpointer lets commits gather once a sync has woken it: a page that several
+/// commits rewrote is copied once.
+const CHECKPOINT_PACE: Duration = Duration::from_millis(10);
+/// How long the checkpointer rests after a failed checkpoint. The writer copies the log itself
+/// past its backstop meanwhile, so nothing waits on it.
+const CHECKPOINT_RETRY: Duration = Duration::from_secs(1);
 
 struct WriteRequest {
     scope: Scope,
@@ -132,18 +143,31 @@ impl Ingestor {
         let (queue, requests) = mpsc::channel(QUEUE_DEPTH);
         let requests = Arc::new(Mutex::new(requests));
         let failure = Failure::new();
-        let (synced, syncer) = if store.syncs_separately() {
+        let (synced, syncer, checkpointer) = if store.syncs_separately() {
             let (committed, to_sync) = mpsc::unbounded_channel();
+            // One wake-up pending at most: a checkpoint copies everything committed before it.
+            let (wake, checkpointer) = if store.checkpoints_separately() {
+                let (wake, woken) = mpsc::channel(1);
+                let checkpointer = tokio::spawn(run_checkpointer(store.clone(), woken));
+                (Some(wake), Some(checkpointer))
+            } else {
+                (None, None)
+            };
             let syncer = tokio::spawn(run_syncer(
                 store.clone(),
                 to_sync,
+                wake,
                 metrics.clone(),
                 failure.clone(),
             ));
             let slots = Arc::new(Semaphore::new(GROUPS_IN_FLIGHT));
-            (Some(SyncQueue { committed, slots }), Some(syncer))
+            (
+                Some(SyncQueue { committed, slots }),
+                Some(syncer),
+                checkpointer,
+            )
         } else {
-            (None, None)
+            (None, None, None)
         };
         let mut tasks: Vec<_> = (0..store.writers().max(1))
             .map(|_| {
@@ -157,8 +181,9 @@ impl Ingestor {
             })
             .collect();
         // The syncer stops once the writers (holding the only senders) have, after answering
-        // what they committed.
+        // what they committed, and the checkpointer once the syncer has.
         tasks.extend(syncer);
+        tasks.extend(checkpointer);
         let supervisor = failure.clone();
         let all = tokio::spawn(async move {
             for task in tasks {
@@ -312,6 +337,7 @@ async fn run_writer(
 async fn run_syncer(
     store: Arc<dyn EventStore>,
     mut to_sync: mpsc::UnboundedReceiver<Committed>,
+    checkpoint: Option<mpsc::Sender<()>>,
     metrics: EventMetrics,
     failure: Failure,
 ) {
@@ -341,6 +367,10 @@ async fn run_syncer(
                 synced
             }
         };
+        if let (Ok(()), Some(wake)) = (&synced, &checkpoint) {
+            // Full: a wake-up is pending already.
+            let _ = wake.try_send(());
+        }
         if let Err(e) = synced {
             // The commits may or may not survive a crash: tell their callers they failed, and a
             // retry (idempotent by event id) after the restart settles it either way.
@@ -357,6 +387,24 @@ async fn run_syncer(
         }
     }
     tracing::debug!("ingest syncer stopped");
+}
+
+/// Copies the log into the database file each time a sync wakes it ([`EventStore::checkpoint`]),
+/// until the syncer stops. A failed checkpoint fails nothing: what was committed is in the synced
+/// log either way.
+async fn run_checkpointer(store: Arc<dyn EventStore>, mut woken: mpsc::Receiver<()>) {
+    while woken.recv().await.is_some() {
+        tokio::time::sleep(CHECKPOINT_PACE).await;
+        if let Err(e) = store.checkpoint().await {
+            tracing::warn!(
+                error = %tollgate::telemetry::error_chain(&e),
+                "cannot copy the write-ahead log into the database file; trying again after the \
+                 next sync in 1 s"
+            );
+            tokio::time::sleep(CHECKPOINT_RETRY).await;
+        }
+    }
+    tracing::debug!("checkpointer stopped");
 }
 
 /// Commits a group; each request with what became of it, and whether the group committed in one
@@ -406,7 +454,7 @@ mod tests {
     use crate::model::query::{Cursor, ListFilter};
     use crate::model::usage::{UsageQuery, UsageReport};
     use crate::model::{Event, NewEvent};
-    use crate::store::{Batch, EventStore};
+    use crate::store::{Batch, Checkpointed, EventStore};
 
     /// A real SQLite store whose syncs wait for the test to let them finish, and then succeed or
     /// fail as the test says.
@@ -418,6 +466,8 @@ mod tests {
         fail: std::sync::atomic::AtomicBool,
         /// The next insert panics, as a bug in the write path would.
         panic: std::sync::atomic::AtomicBool,
+        /// What each checkpoint found, as it finishes.
+        checkpoints: mpsc::UnboundedSender<Checkpointed>,
     }
 
     #[async_trait]
@@ -452,6 +502,16 @@ mod tests {
             }
             self.inner.sync().await
         }
+        fn checkpoints_separately(&self) -> bool {
+            self.inner.checkpoints_separately()
+        }
+        async fn checkpoint(&self) -> Result<Option<Checkpointed>, StoreError> {
+            let done = self.inner.checkpoint().await?;
+            if let Some(done) = done {
+                let _ = self.checkpoints.send(done);
+            }
+            Ok(done)
+        }
         async fn get_event(
             &self,
             scope: &Scope,
@@ -482,17 +542,29 @@ mod tests {
     }
 
     async fn gated(dir: &std::path::Path, fail: bool) -> Arc<GatedSync> {
+        gated_checkpoints(dir, fail).await.0
+    }
+
+    /// [`gated`], with what each checkpoint finds.
+    async fn gated_checkpoints(
+        dir: &std::path::Path,
+        fail: bool,
+    ) -> (Arc<GatedSync>, mpsc::UnboundedReceiver<Checkpointed>) {
         let url = tollgate::testing::sqlite_in(dir);
         let inner: Arc<dyn EventStore> =
             Arc::new(crate::store::sql::SqlStore::connect(&url).await.unwrap());
         assert!(inner.syncs_separately(), "SQLite commits are synced apart");
-        Arc::new(GatedSync {
+        assert!(inner.checkpoints_separately(), "and checkpointed apart");
+        let (checkpoints, found) = mpsc::unbounded_channel();
+        let store = GatedSync {
             inner,
             entered: Notify::new(),
             release: Notify::new(),
             fail: fail.into(),
             panic: false.into(),
-        })
+            checkpoints,
+        };
+        (Arc::new(store), found)
     }
 
     fn scope() -> Scope {
@@ -553,6 +625,37 @@ mod tests {
         assert_eq!(outcome.len(), 1);
         assert_eq!(outcome[0].event_id, "a");
         assert!(!outcome[0].duplicate);
+    }
+
+    #[tokio::test]
+    async fn a_sync_wakes_the_checkpointer_which_stops_with_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, mut checkpoints) = gated_checkpoints(dir.path(), false).await;
+        let (ingestor, writers) = Ingestor::start(store.clone(), metrics());
+        let s = scope();
+        let caller = send(&ingestor, &s, "a");
+        // Nothing is copied before the commit is synced.
+        store.entered.notified().await;
+        tokio::task::yield_now().await;
+        assert!(
+            checkpoints.try_recv().is_err(),
+            "checkpointed before the sync"
+        );
+        store.release.notify_one();
+        caller.await.unwrap().unwrap();
+        // Then the checkpointer copies the whole log, the commit's pages with it.
+        let found = tokio::time::timeout(std::time::Duration::from_secs(30), checkpoints.recv())
+            .await
+            .expect("a checkpoint follows the sync")
+            .unwrap();
+        assert!(found.log > 0, "{found:?}");
+        assert_eq!(found.copied, found.log, "{found:?}");
+        // The writers' handle finishes only once the checkpointer has stopped too.
+        drop(ingestor);
+        tokio::time::timeout(std::time::Duration::from_secs(30), writers)
+            .await
+            .expect("the write path's tasks stop once its handles are gone")
+            .unwrap();
     }
 
     #[tokio::test]

@@ -588,6 +588,42 @@ async fn acknowledged_rows_are_visible_to_another_connection(url: tollgate::data
     assert_eq!(seen.len(), 4500);
 }
 
+/// The SQLite writer leaves copying its log to the checkpointer: many commits, none near
+/// SQLite's default of 1000 log pages alone, leave far more than 1000 pages in the log, and a
+/// checkpoint then copies them all.
+#[tokio::test]
+async fn sqlite_writer_leaves_its_log_to_the_checkpointer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = connect(&tollgate::testing::sqlite_in(dir.path()))
+        .await
+        .unwrap();
+    assert!(store.checkpoints_separately());
+    let s = scope();
+    let properties = format!(r#"{{"note": "{}"}}"#, "x".repeat(400));
+    for batch in 0..30 {
+        let events: Vec<NewEvent> = (0..500)
+            .map(|i| {
+                let id = format!("e{batch}-{i}");
+                event(&id, "call", &format!("c{i}"), t0(), &properties)
+            })
+            .collect();
+        store.insert(&[(&s, &events)]).await.unwrap();
+    }
+    let found = store.checkpoint().await.unwrap().expect("a checkpoint");
+    assert!(
+        found.log > 2000,
+        "the writer checkpointed by itself: {found:?}"
+    );
+    assert_eq!(found.copied, found.log, "{found:?}");
+    // Copied, the log starts over at the next commit.
+    store
+        .insert(&[(&s, &[event("after", "call", "c", t0(), "{}")])])
+        .await
+        .unwrap();
+    let after = store.checkpoint().await.unwrap().expect("a checkpoint");
+    assert!(after.log < 100, "{after:?}");
+}
+
 #[tokio::test]
 async fn sqlite_acknowledged_rows_are_visible_to_another_connection() {
     let dir = tempfile::tempdir().unwrap();

@@ -63,6 +63,16 @@ pub trait EventStore: DatabaseHealth {
     async fn sync(&self) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Whether the store's log is copied into its database file by [`EventStore::checkpoint`],
+    /// called beside the writer after its commits, rather than by the writer itself.
+    fn checkpoints_separately(&self) -> bool {
+        false
+    }
+    /// Copies what the log holds into the database file, as far as readers allow; `None` when
+    /// the store had nothing to do this time.
+    async fn checkpoint(&self) -> Result<Option<Checkpointed>, StoreError> {
+        Ok(None)
+    }
     /// One event by id.
     async fn get_event(&self, scope: &Scope, event_id: &str) -> Result<Option<Event>, StoreError>;
     /// Up to `limit` events matching `filter`, newest first, after `after`, stopping early once
@@ -126,6 +136,16 @@ pub trait MeterStore: Send + Sync + std::fmt::Debug {
     /// How many insert transactions of this process have committed staged deltas so far: the
     /// fold task watches it to tell a writer that is still staging from one gone quiet.
     fn staged_commits(&self) -> u64;
+}
+
+/// What a checkpoint of a write-ahead log found and did, in log pages ([`EventStore::checkpoint`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpointed {
+    /// Pages the log holds.
+    pub log: i64,
+    /// Pages of it copied into the database file, now or before. Fewer than `log` when a reader
+    /// still reads the older pages they would overwrite; a later checkpoint copies the rest.
+    pub copied: i64,
 }
 
 /// One event to insert, with the id of its scope.

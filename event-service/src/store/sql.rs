@@ -15,7 +15,7 @@ use tollgate::server::DatabaseHealth;
 use tollgate::sql::{Backend, Db, Query, Tx};
 
 use super::meters::{self, Deltas, MeterCache};
-use super::{Batch, EventStore, MeterStore, Row, StoreError, postgres, sqlite};
+use super::{Batch, Checkpointed, EventStore, MeterStore, Row, StoreError, postgres, sqlite};
 use crate::model::meters::{Meter, MeterDefinition, MeterKey, MeterQuery, MeterReport};
 use crate::model::query::{Cursor, ListFilter};
 use crate::model::usage::{Aggregation, UsageQuery, UsageReport, UsageRow};
@@ -25,7 +25,11 @@ use crate::model::{Event, Scope};
 #[derive(Debug, Clone)]
 enum Writer {
     /// SQLite's dedicated writer connection, whose commits are durable once the log is synced.
-    Sqlite { pool: SqlitePool, wal: Arc<Path> },
+    Sqlite {
+        pool: SqlitePool,
+        wal: Arc<Path>,
+        log: Arc<sqlite::LogCopier>,
+    },
     /// Any connection of the PostgreSQL pool; commits are durable when they return.
     Postgres(PgPool),
 }
@@ -63,6 +67,7 @@ impl SqlStore {
                 let writer = Writer::Sqlite {
                     pool: opened.writer,
                     wal: opened.wal,
+                    log: Arc::new(opened.log),
                 };
                 (Db::Sqlite(opened.readers), writer)
             }
@@ -485,6 +490,15 @@ impl EventStore for SqlStore {
         for (&i, new) in order.iter().zip(sorted_new) {
             new_rows[i] = new;
         }
+        if let Writer::Sqlite { pool, log, .. } = &self.writer {
+            // The rows are committed whatever becomes of this: a failed turn is the next one's.
+            if let Err(e) = log.restart(pool).await {
+                tracing::warn!(
+                    error = %tollgate::telemetry::error_chain(&e),
+                    "cannot copy the write-ahead log into the database file before it starts over"
+                );
+            }
+        }
         let mut flags = new_rows.into_iter();
         Ok(batches
             .iter()
@@ -500,6 +514,17 @@ impl EventStore for SqlStore {
         match &self.writer {
             Writer::Sqlite { wal, .. } => sqlite::sync(wal.clone()).await,
             Writer::Postgres(_) => Ok(()),
+        }
+    }
+
+    fn checkpoints_separately(&self) -> bool {
+        matches!(self.writer, Writer::Sqlite { .. })
+    }
+
+    async fn checkpoint(&self) -> Result<Option<Checkpointed>, StoreError> {
+        match &self.writer {
+            Writer::Sqlite { log, .. } => log.copy().await,
+            Writer::Postgres(_) => Ok(None),
         }
     }
 

@@ -338,14 +338,24 @@ async fn scale(args: ScaleArgs, pin: bool, cores: usize) -> BenchResult {
         ]);
     }
 
-    if let Some(bytes) = stored {
-        let per_event = bytes as f64 / args.events.max(1) as f64;
-        memory.insert("database_bytes".into(), json!(bytes));
+    if let Some(Stored {
+        database,
+        log,
+        events,
+    }) = stored
+    {
+        let per_event = database as f64 / events.max(1) as f64;
+        memory.insert("database_bytes".into(), json!(database));
+        memory.insert("stored_events".into(), json!(events));
+        let log = log.map_or(String::new(), |bytes| {
+            memory.insert("log_bytes".into(), json!(bytes));
+            format!("; log files beside it {:.0} MiB", mib(Some(bytes)))
+        });
         rows.push([
             "event database on disk (events, indexes, rollups)".into(),
             format!(
-                "{:.2} GiB, {per_event:.0} bytes per loaded event",
-                bytes as f64 / f64::from(1 << 30)
+                "{:.2} GiB, {per_event:.0} bytes per stored event ({events} events){log}",
+                database as f64 / f64::from(1 << 30)
             ),
             "report".into(),
             String::new(),
@@ -1022,18 +1032,41 @@ async fn postgres_after_load(db: &DatabaseUrl) -> Result<Rows, BoxError> {
     Ok(rows)
 }
 
+/// What the event database takes on disk.
+#[derive(Debug, Clone, Copy)]
+struct Stored {
+    /// SQLite's database file, or PostgreSQL's `pg_database_size`.
+    database: u64,
+    /// SQLite's write-ahead log and its index beside the file: a log's file keeps the largest
+    /// size it reached, so it is reported apart from what the events take.
+    log: Option<u64>,
+    /// Events stored: the load's and those the ingest ratios sent on top of it.
+    events: u64,
+}
+
+/// Events stored: the load's and those the ingest ratios sent on top of it.
+const COUNT_EVENTS: &str = "SELECT count(*) FROM events";
+
 /// The event database's size: the SQLite files in `dir`, or PostgreSQL's `pg_database_size`.
-async fn database_bytes(db: &DatabaseUrl, dir: &std::path::Path) -> Option<u64> {
+async fn database_bytes(db: &DatabaseUrl, dir: &std::path::Path) -> Option<Stored> {
     match db {
-        DatabaseUrl::Sqlite(_) => Some(
-            std::fs::read_dir(dir)
-                .ok()?
-                .flatten()
-                .filter(|f| f.file_name().to_string_lossy().starts_with("events.db"))
-                .filter_map(|f| f.metadata().ok())
-                .map(|m| m.len())
-                .sum(),
-        ),
+        DatabaseUrl::Sqlite(path) => {
+            use sqlx::Connection;
+            let options = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(path)
+                .read_only(true);
+            let mut connection = sqlx::SqliteConnection::connect_with(&options).await.ok()?;
+            let events: i64 = sqlx::query_scalar(COUNT_EVENTS)
+                .fetch_one(&mut connection)
+                .await
+                .ok()?;
+            let size = |name: &str| std::fs::metadata(dir.join(name)).map_or(0, |m| m.len());
+            Some(Stored {
+                database: std::fs::metadata(dir.join("events.db")).ok()?.len(),
+                log: Some(size("events.db-wal") + size("events.db-shm")),
+                events: u64::try_from(events).ok()?,
+            })
+        }
         DatabaseUrl::Postgres(url) => {
             use sqlx::Connection;
             let mut connection = sqlx::PgConnection::connect(url.as_str()).await.ok()?;
@@ -1041,7 +1074,15 @@ async fn database_bytes(db: &DatabaseUrl, dir: &std::path::Path) -> Option<u64> 
                 .fetch_one(&mut connection)
                 .await
                 .ok()?;
-            u64::try_from(size).ok()
+            let events: i64 = sqlx::query_scalar(COUNT_EVENTS)
+                .fetch_one(&mut connection)
+                .await
+                .ok()?;
+            Some(Stored {
+                database: u64::try_from(size).ok()?,
+                log: None,
+                events: u64::try_from(events).ok()?,
+            })
         }
     }
 }

@@ -302,7 +302,7 @@ async fn scale(args: ScaleArgs, pin: bool, cores: usize) -> BenchResult {
     let identity = servers.identity(&identity_db)?;
     let events = servers.events(&events_db, &identity)?;
     let result = measure_all(&args, &events, &events_db, &admin).await;
-    let stored = database_bytes(&events_db, dir.path()).await;
+    let stored = database_bytes(&events_db).await;
     let rss = [
         (
             "identity-service",
@@ -1044,47 +1044,38 @@ struct Stored {
     events: u64,
 }
 
-/// Events stored: the load's and those the ingest ratios sent on top of it.
-const COUNT_EVENTS: &str = "SELECT count(*) FROM events";
-
-/// The event database's size: the SQLite files in `dir`, or PostgreSQL's `pg_database_size`.
-async fn database_bytes(db: &DatabaseUrl, dir: &std::path::Path) -> Option<Stored> {
-    match db {
+/// The event database's size: the SQLite files, or PostgreSQL's `pg_database_size`.
+async fn database_bytes(db: &DatabaseUrl) -> Option<Stored> {
+    use tollgate::sql::{Db, Query};
+    let size = |path: &std::path::Path| std::fs::metadata(path).map_or(0, |m| m.len());
+    let (connection, database, log) = match db {
         DatabaseUrl::Sqlite(path) => {
-            use sqlx::Connection;
-            let options = sqlx::sqlite::SqliteConnectOptions::new()
-                .filename(path)
-                .read_only(true);
-            let mut connection = sqlx::SqliteConnection::connect_with(&options).await.ok()?;
-            let events: i64 = sqlx::query_scalar(COUNT_EVENTS)
-                .fetch_one(&mut connection)
-                .await
-                .ok()?;
-            let size = |name: &str| std::fs::metadata(dir.join(name)).map_or(0, |m| m.len());
-            Some(Stored {
-                database: std::fs::metadata(dir.join("events.db")).ok()?.len(),
-                log: Some(size("events.db-wal") + size("events.db-shm")),
-                events: u64::try_from(events).ok()?,
-            })
+            // The log, and its index beside it under the same name.
+            let wal = tollgate::database::sqlite_wal_path(path).ok()?;
+            let shm = format!("{}-shm", wal.to_str()?.strip_suffix("-wal")?);
+            let log = size(&wal) + size(std::path::Path::new(&shm));
+            let pool = tollgate::database::sqlite_pool(path, 1).await.ok()?;
+            (Db::Sqlite(pool), size(path), Some(log))
         }
         DatabaseUrl::Postgres(url) => {
-            use sqlx::Connection;
-            let mut connection = sqlx::PgConnection::connect(url.as_str()).await.ok()?;
-            let size: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")
-                .fetch_one(&mut connection)
+            let pool = tollgate::database::postgres_pool(url, 1, None).await.ok()?;
+            let db = Db::Postgres(pool);
+            let (bytes,): (i64,) = db
+                .fetch_one(Query::new("SELECT pg_database_size(current_database())"))
                 .await
                 .ok()?;
-            let events: i64 = sqlx::query_scalar(COUNT_EVENTS)
-                .fetch_one(&mut connection)
-                .await
-                .ok()?;
-            Some(Stored {
-                database: u64::try_from(size).ok()?,
-                log: None,
-                events: u64::try_from(events).ok()?,
-            })
+            (db, u64::try_from(bytes).ok()?, None)
         }
-    }
+    };
+    let (events,): (i64,) = connection
+        .fetch_one(Query::new("SELECT count(*) FROM events"))
+        .await
+        .ok()?;
+    Some(Stored {
+        database,
+        log,
+        events: u64::try_from(events).ok()?,
+    })
 }
 
 #[cfg(test)]

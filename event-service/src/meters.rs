@@ -176,7 +176,7 @@ impl Meters {
     }
 
     /// Adds staged deltas to the rollups until the task is aborted: the oldest
-    /// [`FOLD_ROWS`] at a time, at once while more wait, otherwise every [`FOLD_INTERVAL`], or
+    /// [`FOLD_ROWS`] at a time, at once while more wait, otherwise every `FOLD_INTERVAL` (500 ms), or
     /// sooner when this process's writer has staged since the last fold and then gone quiet.
     pub async fn run_fold(self) {
         loop {

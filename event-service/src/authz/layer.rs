@@ -5,7 +5,7 @@
 //! identity-service on a cache miss, and interceptors are synchronous. It sits on the whole
 //! server, outside routing: requests to health and reflection pass through untouched, requests
 //! to EventService and MeterService need a key holding the RPC's permission, and an authorized request reaches
-//! its handler with the [`Principal`](super::Principal) in its extensions.
+//! its handler with the [`Principal`] in its extensions.
 
 use std::future::Future;
 use std::pin::Pin;

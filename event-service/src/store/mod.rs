@@ -76,7 +76,8 @@ pub trait EventStore: DatabaseHealth {
     /// One event by id.
     async fn get_event(&self, scope: &Scope, event_id: &str) -> Result<Option<Event>, StoreError>;
     /// Up to `limit` events matching `filter`, newest first, after `after`, stopping early once
-    /// they hold `max_bytes` (see [`Event::size`]); whether they stopped early.
+    /// they hold about `max_bytes` of text (each event counted as its strings plus 64 bytes);
+    /// whether they stopped early.
     async fn list_events(
         &self,
         scope: &Scope,

@@ -338,6 +338,7 @@ async fn scale(args: ScaleArgs, pin: bool, cores: usize) -> BenchResult {
         ]);
     }
 
+    let mut disk = serde_json::Map::new();
     if let Some(Stored {
         database,
         log,
@@ -345,10 +346,10 @@ async fn scale(args: ScaleArgs, pin: bool, cores: usize) -> BenchResult {
     }) = stored
     {
         let per_event = database as f64 / events.max(1) as f64;
-        memory.insert("database_bytes".into(), json!(database));
-        memory.insert("stored_events".into(), json!(events));
+        disk.insert("database_bytes".into(), json!(database));
+        disk.insert("stored_events".into(), json!(events));
         let log = log.map_or(String::new(), |bytes| {
-            memory.insert("log_bytes".into(), json!(bytes));
+            disk.insert("log_bytes".into(), json!(bytes));
             format!("; log files beside it {:.0} MiB", mib(Some(bytes)))
         });
         rows.push([
@@ -380,6 +381,7 @@ async fn scale(args: ScaleArgs, pin: bool, cores: usize) -> BenchResult {
         },
         "figures": figures,
         "resident_memory": memory,
+        "disk": disk,
     });
     std::fs::write(&args.out, serde_json::to_string_pretty(&summary)?)?;
     eprintln!("scale: summary written to {}", args.out.display());

@@ -743,3 +743,134 @@ async fn postgres_migration_keeps_events() {
     let database = tollgate::testing::PostgresDatabase::create().await;
     migration_keeps_events(database.url().clone()).await;
 }
+
+/// SQLite keeps which ids are stored in memory, then in a small and a large key table (see
+/// `event_service::store::keys`). With limits small enough that a few hundred events flush
+/// and merge many times, every resent id, wherever its key is by then, is a duplicate, every id
+/// is stored once and found by `GetEvent`, also after the store reopens with keys still only in
+/// memory, and the key tables hold exactly one key per stored event.
+#[tokio::test]
+async fn sqlite_ids_stay_unique_through_flushes_merges_and_restarts() {
+    use event_service::store::keys::KeyLimits;
+    let dir = tempfile::tempdir().unwrap();
+    let url = tollgate::testing::sqlite_in(dir.path());
+    let tollgate::database::DatabaseUrl::Sqlite(path) = &url else {
+        unreachable!("a SQLite URL")
+    };
+    let limits = KeyLimits {
+        tail: 7,
+        merge: 20,
+        merge_step: 6,
+    };
+    let open = || async {
+        let store: Arc<dyn EventStore> =
+            Arc::new(SqlStore::open_sqlite(path, limits).await.unwrap());
+        store
+    };
+    let (s, other) = (scope(), scope());
+    // A fixed pseudo-random sequence, so that a failure can be replayed.
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move |below: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % below as u64) as usize
+    };
+    let mut stored: Vec<String> = Vec::new();
+    let mut store = open().await;
+    for round in 0..60 {
+        if round == 31 {
+            // Some keys are only in memory now: the reopened store rebuilds them.
+            drop(store);
+            store = open().await;
+        }
+        // New ids above every stored one (as time-ordered ids come), and one below them.
+        let mut ids: Vec<String> = (0..3).map(|i| format!("k{round:02}-{i}")).collect();
+        ids.push(format!("a{round:02}"));
+        // Resent ids from any earlier round, and a repeat within the batch.
+        for _ in 0..2 {
+            if !stored.is_empty() {
+                ids.push(stored[next(stored.len())].clone());
+            }
+        }
+        ids.push(ids[0].clone());
+        let events: Vec<NewEvent> = ids
+            .iter()
+            .map(|id| event(id, &format!("name-{id}"), "c", t0(), "{}"))
+            .collect();
+        let same_ids_elsewhere = [event(&ids[0], "call", "c", t0(), "{}")];
+        let new = store
+            .insert(&[(&s, &events), (&other, &same_ids_elsewhere)])
+            .await
+            .unwrap();
+        let expected: Vec<bool> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| !stored.contains(id) && !ids[..i].contains(id))
+            .collect();
+        assert_eq!(new[0], expected, "round {round}: {ids:?}");
+        assert_eq!(new[1], vec![true], "round {round}: ids are per scope");
+        stored.extend(ids.iter().take(4).cloned());
+        store.sync().await.unwrap();
+        for _ in 0..3 {
+            let id = &stored[next(stored.len())];
+            let found = store.get_event(&s, id).await.unwrap();
+            let found = found.unwrap_or_else(|| panic!("round {round}: {id} not found"));
+            assert_eq!(found.event_name, format!("name-{id}"), "round {round}");
+        }
+        assert!(store.get_event(&s, "never-sent").await.unwrap().is_none());
+    }
+    let listed = store
+        .list(&s, &ListFilter::default(), None, 10_000)
+        .await
+        .unwrap();
+    let mut listed: Vec<String> = listed.into_iter().map(|e| e.event_id).collect();
+    listed.sort();
+    let mut expected = stored.clone();
+    expected.sort();
+    assert_eq!(listed, expected);
+    for id in &stored {
+        assert!(store.get_event(&s, id).await.unwrap().is_some(), "{id}");
+    }
+    drop(store);
+
+    // The key tables agree with their counts, hold each event's key once, and the large one
+    // took merges.
+    let pool = tollgate::database::sqlite_pool(path, 1).await.unwrap();
+    let (flushed, small, large): (i64, i64, i64) = sqlx::query_as(
+        "SELECT flushed_seq, small_keys, large_keys FROM event_keys_state WHERE id = 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let count = |table: &'static str| {
+        let pool = pool.clone();
+        async move {
+            let (n,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM {table}"))
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            n
+        }
+    };
+    assert_eq!(
+        (
+            count("event_keys_small").await,
+            count("event_keys_large").await
+        ),
+        (small, large)
+    );
+    assert!(large >= 100, "merged: {large}");
+    let (flushed_events, mismatched): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), COUNT(*) FILTER (WHERE k.seq IS NOT e.seq) FROM events e \
+         LEFT JOIN (SELECT scope_id, event_id, seq FROM event_keys_small UNION ALL \
+         SELECT scope_id, event_id, seq FROM event_keys_large) k \
+         ON k.scope_id = e.scope_id AND k.event_id = e.event_id WHERE e.seq <= ?",
+    )
+    .bind(flushed)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(flushed_events, small + large, "one key per flushed event");
+    assert_eq!(mismatched, 0, "each key names its event");
+}

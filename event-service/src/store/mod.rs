@@ -2,6 +2,7 @@
 //! and PostgreSQL ([`sql`]), with what only one backend does in [`sqlite`] and [`postgres`].
 //! This file holds only what they share, so that each imports it and it imports none of them.
 
+pub mod keys;
 pub mod meters;
 pub mod pending;
 pub mod postgres;
@@ -155,7 +156,3 @@ pub type Row<'a> = (i64, &'a NewEvent);
 /// The columns every insert writes, in the order each backend supplies their values.
 pub const INSERT_COLUMNS: &str =
     "scope_id, event_id, event_name, external_customer_id, ts, properties, source, ingested_at";
-
-/// What ends an insert that skips stored ids and says which rows it inserted.
-pub const ON_CONFLICT_RETURNING: &str =
-    " ON CONFLICT (scope_id, event_id) DO NOTHING RETURNING scope_id, event_id";

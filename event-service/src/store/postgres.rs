@@ -84,7 +84,7 @@ pub async fn insert_returning<'a>(
         .push(
             ") AS u (scope_id, event_id, event_name, external_customer_id, ts, properties, source)",
         )
-        .push(super::ON_CONFLICT_RETURNING);
+        .push(" ON CONFLICT (scope_id, event_id) DO NOTHING RETURNING scope_id, event_id");
     tollgate::sql::fetch_all_on(tx, q).await
 }
 

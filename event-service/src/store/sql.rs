@@ -14,6 +14,7 @@ use tollgate::database::DatabaseUrl;
 use tollgate::server::DatabaseHealth;
 use tollgate::sql::{Backend, Db, Query, Tx};
 
+use super::keys::{EventKeys, KeyLimits};
 use super::meters::{self, Deltas, MeterCache};
 use super::{Batch, Checkpointed, EventStore, MeterStore, Row, StoreError, postgres, sqlite};
 use crate::model::meters::{Meter, MeterDefinition, MeterKey, MeterQuery, MeterReport};
@@ -24,11 +25,13 @@ use crate::model::{Event, Scope};
 /// Where writes go.
 #[derive(Debug, Clone)]
 enum Writer {
-    /// SQLite's dedicated writer connection, whose commits are durable once the log is synced.
+    /// SQLite's dedicated writer connection, whose commits are durable once the log is synced,
+    /// and the idempotency keys it keeps.
     Sqlite {
         pool: SqlitePool,
         wal: Arc<Path>,
         log: Arc<sqlite::LogCopier>,
+        keys: Arc<EventKeys>,
     },
     /// Any connection of the PostgreSQL pool; commits are durable when they return.
     Postgres(PgPool),
@@ -61,28 +64,38 @@ impl SqlStore {
         url: &DatabaseUrl,
         statement_timeout: Option<std::time::Duration>,
     ) -> Result<Self, StoreError> {
-        let (db, writer) = match url {
-            DatabaseUrl::Sqlite(path) => {
-                let opened = sqlite::open(path).await?;
-                let writer = Writer::Sqlite {
-                    pool: opened.writer,
-                    wal: opened.wal,
-                    log: Arc::new(opened.log),
-                };
-                (Db::Sqlite(opened.readers), writer)
-            }
+        match url {
+            DatabaseUrl::Sqlite(path) => Self::open_sqlite(path, KeyLimits::default()).await,
             DatabaseUrl::Postgres(url) => {
                 let pool = postgres::open(url, statement_timeout).await?;
-                (Db::Postgres(pool.clone()), Writer::Postgres(pool))
+                Ok(Self::new(
+                    Db::Postgres(pool.clone()),
+                    Writer::Postgres(pool),
+                ))
             }
+        }
+    }
+
+    /// Opens a SQLite file (creating it if needed) whose idempotency keys grow as `limits` say.
+    pub async fn open_sqlite(path: &Path, limits: KeyLimits) -> Result<Self, StoreError> {
+        let opened = sqlite::open(path, limits).await?;
+        let writer = Writer::Sqlite {
+            pool: opened.writer,
+            wal: opened.wal,
+            log: Arc::new(opened.log),
+            keys: Arc::new(opened.keys),
         };
-        Ok(Self {
+        Ok(Self::new(Db::Sqlite(opened.readers), writer))
+    }
+
+    fn new(db: Db, writer: Writer) -> Self {
+        Self {
             db,
             writer,
             scopes: ScopeIds::default(),
             meters: MeterCache::default(),
             staged_commits: AtomicU64::new(0),
-        })
+        }
     }
 
     /// The writer as a [`Db`], for the few portable statements that write (scopes).
@@ -125,60 +138,83 @@ impl SqlStore {
         Ok(id.map(|(id,)| id))
     }
 
-    /// Inserts the rows in one transaction with what they add to the meters' rollups. With
-    /// `sorting`, rows whose ids are stored already are skipped (and said to be); without it, a
-    /// stored id fails the whole transaction with a unique violation, having written nothing.
-    /// Whether each row was new.
-    async fn insert_rows(
+    /// Inserts the rows in one PostgreSQL transaction with what they add to the meters'
+    /// rollups. With `sorting`, rows whose ids are stored already are skipped (and said to be);
+    /// without it, a stored id fails the whole transaction with a unique violation, having
+    /// written nothing. Whether each row was new.
+    async fn insert_postgres(
         &self,
+        pool: &PgPool,
         rows: &[Row<'_>],
         ingested_at: i64,
         sorting: bool,
     ) -> Result<Vec<bool>, StoreError> {
-        let write = self.write_db();
-        let backend = write.backend();
-        let mut tx = write.begin_write().await?;
-        let meters = self.meters.current(&mut tx, backend).await?;
-        let new = match (&mut tx, sorting) {
-            (Tx::Sqlite(t), false) => {
-                sqlite::insert_new(t, rows, ingested_at).await?;
-                vec![true; rows.len()]
-            }
-            (Tx::Postgres(t), false) => {
-                postgres::insert_new(t, rows, ingested_at).await?;
-                vec![true; rows.len()]
-            }
-            (Tx::Sqlite(t), true) => {
-                let returned = sqlite::insert_returning(t, rows, ingested_at).await?;
-                sort_out(rows, &returned)
-            }
-            (Tx::Postgres(t), true) => {
-                let returned = postgres::insert_returning(t, rows, ingested_at).await?;
-                sort_out(rows, &returned)
-            }
+        let mut tx = Tx::Postgres(pool.begin().await?);
+        let meters = self.meters.current(&mut tx, Backend::Postgres).await?;
+        let Tx::Postgres(t) = &mut tx else {
+            unreachable!("begun on PostgreSQL")
         };
-        let mut staged = false;
-        if !meters.is_empty() {
-            let deltas = Deltas::of_rows(&meters, rows, Some(&new));
-            if !deltas.is_empty() {
-                match backend {
-                    // Staged: the fold adds many transactions' deltas up before it writes the
-                    // rollups, where an upsert per rollup row here cost PostgreSQL half of its
-                    // batched ingest (docs/benchmarks.md).
-                    Backend::Postgres => {
-                        deltas.stage(&mut tx).await?;
-                        staged = true;
-                    }
-                    // Upserted at once: the single writer's upserts are in-process B-tree
-                    // writes (meters cost it 13-21% of batched ingest), and staged rows, tens of
-                    // KiB each, cost its page cache and resident memory more than they saved.
-                    Backend::Sqlite => deltas.write(&mut tx, backend).await?,
-                }
-            }
+        let new = if sorting {
+            let returned = postgres::insert_returning(t, rows, ingested_at).await?;
+            sort_out(rows, &returned)
+        } else {
+            postgres::insert_new(t, rows, ingested_at).await?;
+            vec![true; rows.len()]
+        };
+        // Staged: the fold adds many transactions' deltas up before it writes the rollups,
+        // where an upsert per rollup row here cost PostgreSQL half of its batched ingest
+        // (docs/benchmarks.md).
+        let deltas = Deltas::of_rows(&meters, rows, Some(&new));
+        let staged = !deltas.is_empty();
+        if staged {
+            deltas.stage(&mut tx).await?;
         }
         tx.commit().await?;
         if staged {
             self.staged_commits.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(new)
+    }
+
+    /// Inserts the rows whose ids are not stored yet in one SQLite transaction, with what they
+    /// add to the meters' rollups, then records their keys and takes the keys' upkeep in the
+    /// same writer turn. Whether each row was new.
+    async fn insert_sqlite(
+        &self,
+        pool: &SqlitePool,
+        keys: &EventKeys,
+        rows: &[Row<'_>],
+        ingested_at: i64,
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut turn = keys.turn().await;
+        let mut tx = Db::Sqlite(pool.clone()).begin_write().await?;
+        let meters = self.meters.current(&mut tx, Backend::Sqlite).await?;
+        let Tx::Sqlite(t) = &mut tx else {
+            unreachable!("begun on SQLite")
+        };
+        let new = turn.sort_out(t, rows).await?;
+        let fresh: Vec<Row<'_>> = rows
+            .iter()
+            .zip(&new)
+            .filter(|(_, new)| **new)
+            .map(|(row, _)| *row)
+            .collect();
+        sqlite::insert(t, &fresh, turn.next_seq(), ingested_at).await?;
+        // Upserted at once: the single writer's upserts are in-process B-tree writes (meters
+        // cost it 13-21% of batched ingest), and staged rows, tens of KiB each, cost its page
+        // cache and resident memory more than they saved.
+        let deltas = Deltas::of_rows(&meters, &fresh, None);
+        if !deltas.is_empty() {
+            deltas.write(&mut tx, Backend::Sqlite).await?;
+        }
+        tx.commit().await?;
+        turn.committed(&fresh);
+        // The rows are committed whatever becomes of these: a failed step is the next turn's.
+        if let Err(e) = turn.maintain(pool).await {
+            tracing::warn!(
+                error = %tollgate::telemetry::error_chain(&e),
+                "cannot move event ids from memory into the key tables"
+            );
         }
         Ok(new)
     }
@@ -461,9 +497,10 @@ impl EventStore for SqlStore {
         // the same new ids (a client resending a batch while the first is still in flight,
         // perhaps reordered) take those keys' locks in the same order: otherwise each could
         // wait for the other on the PostgreSQL index until the database failed one as a
-        // deadlock. It also keeps each group's inserts into that index in key order. The sort
-        // is stable, so an id twice in a batch keeps its first occurrence. Events with equal
-        // timestamps in one group are therefore numbered (and listed) by id, not arrival.
+        // deadlock. It also keeps each group's inserts into that index in key order, and puts
+        // an id repeated in a group next to itself for SQLite's writer. The sort is stable, so
+        // an id twice in a batch keeps its first occurrence. Events with equal timestamps in
+        // one group are therefore numbered (and listed) by id, not arrival.
         let arrival: Vec<Row<'_>> = batches
             .iter()
             .zip(&scope_ids)
@@ -475,16 +512,25 @@ impl EventStore for SqlStore {
             (a.0, a.1.event_id.as_str()).cmp(&(b.0, b.1.event_id.as_str()))
         });
         let rows: Vec<Row<'_>> = order.iter().map(|&i| arrival[i]).collect();
-        // The common case: every row is new. Plain inserts are tried first: ON CONFLICT makes
-        // PostgreSQL insert each row speculatively, probing the idempotency index before and
-        // after, while a plain insert meets a stored id as a unique violation that undoes the
-        // whole attempt. Only then are the duplicates sorted out.
-        let sorted_new = match self.insert_rows(&rows, ingested_at, false).await {
-            Ok(new) => new,
-            Err(StoreError::Database(sqlx::Error::Database(e))) if e.is_unique_violation() => {
-                self.insert_rows(&rows, ingested_at, true).await?
+        let sorted_new = match &self.writer {
+            Writer::Sqlite { pool, keys, .. } => {
+                self.insert_sqlite(pool, keys, &rows, ingested_at).await?
             }
-            Err(e) => return Err(e),
+            // The common case: every row is new. Plain inserts are tried first: ON CONFLICT
+            // makes PostgreSQL insert each row speculatively, probing the idempotency index
+            // before and after, while a plain insert meets a stored id as a unique violation
+            // that undoes the whole attempt. Only then are the duplicates sorted out.
+            Writer::Postgres(pool) => {
+                match self.insert_postgres(pool, &rows, ingested_at, false).await {
+                    Ok(new) => new,
+                    Err(StoreError::Database(sqlx::Error::Database(e)))
+                        if e.is_unique_violation() =>
+                    {
+                        self.insert_postgres(pool, &rows, ingested_at, true).await?
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
         };
         let mut new_rows = vec![false; arrival.len()];
         for (&i, new) in order.iter().zip(sorted_new) {
@@ -534,7 +580,28 @@ impl EventStore for SqlStore {
         };
         let mut q = self.select_events();
         q.push_bind(scope_id);
-        q.push(" AND event_id = ").push_bind(event_id);
+        match &self.writer {
+            Writer::Sqlite { keys, .. } => match keys.tail_seq(scope_id, event_id) {
+                Some(seq) => {
+                    q.push(" AND seq = ").push_bind(seq);
+                }
+                // Not in memory: in one of the key tables, if stored (see store::keys).
+                None => {
+                    q.push(" AND seq = (SELECT seq FROM event_keys_small WHERE scope_id = ")
+                        .push_bind(scope_id)
+                        .push(" AND event_id = ")
+                        .push_bind(event_id)
+                        .push(" UNION ALL SELECT seq FROM event_keys_large WHERE scope_id = ")
+                        .push_bind(scope_id)
+                        .push(" AND event_id = ")
+                        .push_bind(event_id)
+                        .push(")");
+                }
+            },
+            Writer::Postgres(_) => {
+                q.push(" AND event_id = ").push_bind(event_id);
+            }
+        }
         let row: Option<EventRow> = self.db.fetch_optional(q).await?;
         Ok(row.map(Into::into))
     }

@@ -1,5 +1,6 @@
 //! What only the SQLite backend does: a file with a dedicated writer connection, inserts as
-//! multi-row `INSERT … VALUES` statements, and syncing the write-ahead log apart from the commit.
+//! multi-row `INSERT … VALUES` statements numbered by the writer, idempotency kept by the writer
+//! ([`super::keys`]) and syncing the write-ahead log apart from the commit.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use sqlx::sqlite::SqliteArguments;
 use sqlx::{Arguments, SqliteConnection, SqlitePool};
 
+use super::keys::{EventKeys, KeyLimits};
 use super::{Checkpointed, INSERT_COLUMNS, Row, StoreError};
 
 /// Readers run in parallel under WAL; writes have a connection of their own besides these.
@@ -31,7 +33,7 @@ const LOG_RESTART_PAGES: i64 = 16 * 1024;
 /// the checkpointer fall behind or fail. SQLite's default of 1000 had the writer copy about
 /// 4 MiB at a time in the middle of its commits.
 const WRITER_CHECKPOINT_PAGES: u32 = 32 * 1024;
-/// Rows one insert statement takes at most: 8 binds a row, so 8,000 stays far below SQLite's
+/// Rows one insert statement takes at most: 9 binds a row, so 9,000 stays far below SQLite's
 /// limit of 32,766 per statement.
 pub const ROWS_PER_STATEMENT: usize = 1000;
 
@@ -47,10 +49,13 @@ pub struct Opened {
     pub wal: Arc<Path>,
     /// What copies the log into the database file and has it start over.
     pub log: LogCopier,
+    /// Which event ids are stored.
+    pub keys: EventKeys,
 }
 
-/// Opens (creating if needed) the database file and applies pending migrations.
-pub async fn open(path: &Path) -> Result<Opened, StoreError> {
+/// Opens (creating if needed) the database file, applies pending migrations and loads the
+/// idempotency keys.
+pub async fn open(path: &Path, limits: KeyLimits) -> Result<Opened, StoreError> {
     let readers = tollgate::database::sqlite_pool_cached(path, READERS, READER_CACHE_KIB).await?;
     sqlx::migrate!("./migrations/sqlite").run(&readers).await?;
     let writer =
@@ -64,9 +69,11 @@ pub async fn open(path: &Path) -> Result<Opened, StoreError> {
              .cargo/config.toml turns it off)"
         );
     }
+    let keys = EventKeys::load(&writer, limits).await?;
     Ok(Opened {
         readers,
         writer,
+        keys,
         wal: tollgate::database::sqlite_wal_path(path)?.into(),
         log: LogCopier::new(checkpointer, LOG_RESTART_PAGES),
     })
@@ -137,21 +144,19 @@ async fn checkpoint(connection: &SqlitePool) -> Result<Checkpointed, StoreError>
     Ok(Checkpointed { log, copied })
 }
 
-/// One multi-row `INSERT … VALUES`, followed by `ending`. SQLite parses it once (sqlx caches
-/// the prepared statement per row count) and every row costs only its binds. The placeholders
-/// are one repeated `(?, …)` tuple: formatting each of a full statement's 8,000 numbered
-/// placeholders was a measurable share of batched ingest.
+/// One multi-row `INSERT … VALUES` of rows numbered from `first_seq` on. SQLite parses it once
+/// (sqlx caches the prepared statement per row count) and every row costs only its binds. The
+/// placeholders are one repeated `(?, …)` tuple: formatting each of a full statement's 9,000
+/// numbered placeholders was a measurable share of batched ingest.
 fn insert_statement<'a>(
     rows: &'a [Row<'a>],
+    first_seq: i64,
     ingested_at: i64,
-    ending: &str,
 ) -> Result<(String, SqliteArguments<'a>), sqlx::Error> {
-    const TUPLE: &str = "(?, ?, ?, ?, ?, ?, ?, ?)";
-    const COLUMNS: usize = 8;
-    let mut sql = String::with_capacity(
-        64 + INSERT_COLUMNS.len() + rows.len() * (TUPLE.len() + 2) + ending.len(),
-    );
-    sql.push_str("INSERT INTO events (");
+    const TUPLE: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    const COLUMNS: usize = 9;
+    let mut sql = String::with_capacity(64 + INSERT_COLUMNS.len() + rows.len() * (TUPLE.len() + 2));
+    sql.push_str("INSERT INTO events (seq, ");
     sql.push_str(INSERT_COLUMNS);
     sql.push_str(") VALUES ");
     let mut args = SqliteArguments::default();
@@ -161,8 +166,9 @@ fn insert_statement<'a>(
             sql.push_str(", ");
         }
         sql.push_str(TUPLE);
-        // The same order as INSERT_COLUMNS, one value per placeholder of TUPLE.
+        // seq, then the order of INSERT_COLUMNS, one value per placeholder of TUPLE.
         let added = [
+            args.add(first_seq + n as i64),
             args.add(*scope_id),
             args.add(e.event_id.as_str()),
             args.add(e.event_name.as_str()),
@@ -176,39 +182,24 @@ fn insert_statement<'a>(
             result.map_err(sqlx::Error::Encode)?;
         }
     }
-    sql.push_str(ending);
     Ok((sql, args))
 }
 
-/// Inserts every row inside the caller's transaction; fails with a unique violation if an id is
-/// stored already or repeats (the caller then rolls back: nothing is written).
-pub async fn insert_new(
+/// Inserts every row inside the caller's transaction, numbered from `first_seq` on, in order.
+/// The caller has sorted out the rows whose ids are stored ([`super::keys::Turn::sort_out`]).
+pub async fn insert(
     tx: &mut SqliteConnection,
     rows: &[Row<'_>],
+    first_seq: i64,
     ingested_at: i64,
 ) -> Result<(), sqlx::Error> {
+    let mut seq = first_seq;
     for chunk in tollgate::sql::statement_chunks(rows, ROWS_PER_STATEMENT) {
-        let (sql, args) = insert_statement(chunk, ingested_at, "")?;
+        let (sql, args) = insert_statement(chunk, seq, ingested_at)?;
         sqlx::query_with(&sql, args).execute(&mut *tx).await?;
+        seq += chunk.len() as i64;
     }
     Ok(())
-}
-
-/// Inserts the rows whose ids are not stored yet, inside the caller's transaction, and returns
-/// the key (scope id, event id) of each row inserted.
-pub async fn insert_returning(
-    tx: &mut SqliteConnection,
-    rows: &[Row<'_>],
-    ingested_at: i64,
-) -> Result<Vec<(i64, String)>, sqlx::Error> {
-    let mut inserted = Vec::with_capacity(rows.len());
-    for chunk in tollgate::sql::statement_chunks(rows, ROWS_PER_STATEMENT) {
-        let (sql, args) = insert_statement(chunk, ingested_at, super::ON_CONFLICT_RETURNING)?;
-        let returned: Vec<(i64, String)> =
-            sqlx::query_as_with(&sql, args).fetch_all(&mut *tx).await?;
-        inserted.extend(returned);
-    }
-    Ok(inserted)
 }
 
 /// Makes every commit so far durable: syncs the write-ahead log, off the async threads.

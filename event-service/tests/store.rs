@@ -746,9 +746,10 @@ async fn postgres_migration_keeps_events() {
 
 /// SQLite keeps which ids are stored in memory, then in a small and a large key table (see
 /// `event_service::store::keys`). With limits small enough that a few hundred events flush
-/// and merge many times, every resent id, wherever its key is by then, is a duplicate, every id
-/// is stored once and found by `GetEvent`, also after the store reopens with keys still only in
-/// memory, and the key tables hold exactly one key per stored event.
+/// and merge many times, in parts, every resent id, wherever its key is by then, is a
+/// duplicate, every id is stored once and found by `GetEvent`, also after the store reopens
+/// with keys still only in memory and in the middle of a flush, and the key tables hold exactly
+/// one key per flushed event.
 #[tokio::test]
 async fn sqlite_ids_stay_unique_through_flushes_merges_and_restarts() {
     use event_service::store::keys::KeyLimits;
@@ -757,11 +758,27 @@ async fn sqlite_ids_stay_unique_through_flushes_merges_and_restarts() {
     let tollgate::database::DatabaseUrl::Sqlite(path) = &url else {
         unreachable!("a SQLite URL")
     };
+    // About five new keys a round earn ten keys of upkeep, saved up to twelve at once: flushes
+    // of twenty and more keys take several parts, and merges get what is left.
     let limits = KeyLimits {
-        tail: 7,
+        tail: 20,
         merge: 20,
-        merge_step: 6,
+        pace: 2,
+        least: 12,
+        most: 12,
     };
+    let state = || async {
+        let pool = tollgate::database::sqlite_pool(path, 1).await.unwrap();
+        let state: (i64, i64, Option<i64>, Option<String>, i64, i64) = sqlx::query_as(
+            "SELECT flushed_seq, flushing_seq, flushing_scope_id, flushing_event_id, \
+             small_keys, large_keys FROM event_keys_state WHERE id = 1",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        state
+    };
+    let mut reopened_mid_flush = 0;
     let open = || async {
         let store: Arc<dyn EventStore> =
             Arc::new(SqlStore::open_sqlite(path, limits).await.unwrap());
@@ -779,9 +796,14 @@ async fn sqlite_ids_stay_unique_through_flushes_merges_and_restarts() {
     let mut stored: Vec<String> = Vec::new();
     let mut store = open().await;
     for round in 0..60 {
-        if round == 31 {
-            // Some keys are only in memory now: the reopened store rebuilds them.
+        if round > 0 && round % 7 == 0 {
+            // Some keys are only in memory now, some perhaps half flushed: the reopened store
+            // rebuilds the ones and resumes the other.
             drop(store);
+            let (flushed, flushing, ..) = state().await;
+            if flushing > flushed {
+                reopened_mid_flush += 1;
+            }
             store = open().await;
         }
         // New ids above every stored one (as time-ordered ids come), and one below them.
@@ -834,15 +856,12 @@ async fn sqlite_ids_stay_unique_through_flushes_merges_and_restarts() {
     }
     drop(store);
 
-    // The key tables agree with their counts, hold each event's key once, and the large one
-    // took merges.
+    assert!(reopened_mid_flush > 0, "no reopen met a flush under way");
+
+    // The key tables agree with their counts, hold each flushed event's key once, and the large
+    // one took merges.
+    let (flushed, flushing, after_scope, after_id, small, large) = state().await;
     let pool = tollgate::database::sqlite_pool(path, 1).await.unwrap();
-    let (flushed, small, large): (i64, i64, i64) = sqlx::query_as(
-        "SELECT flushed_seq, small_keys, large_keys FROM event_keys_state WHERE id = 1",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
     let count = |table: &'static str| {
         let pool = pool.clone();
         async move {
@@ -860,14 +879,28 @@ async fn sqlite_ids_stay_unique_through_flushes_merges_and_restarts() {
         ),
         (small, large)
     );
+    // The upkeep kept up kept up: only the last few rounds' keys are still only in memory.
+    let (in_memory,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM events WHERE seq > ?")
+        .bind(flushed)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(
+        in_memory <= 3 * limits.tail as i64,
+        "{in_memory} keys never left memory"
+    );
     assert!(large >= 100, "merged: {large}");
     let (flushed_events, mismatched): (i64, i64) = sqlx::query_as(
         "SELECT COUNT(*), COUNT(*) FILTER (WHERE k.seq IS NOT e.seq) FROM events e \
          LEFT JOIN (SELECT scope_id, event_id, seq FROM event_keys_small UNION ALL \
          SELECT scope_id, event_id, seq FROM event_keys_large) k \
-         ON k.scope_id = e.scope_id AND k.event_id = e.event_id WHERE e.seq <= ?",
+         ON k.scope_id = e.scope_id AND k.event_id = e.event_id WHERE e.seq <= ? \
+         OR (e.seq <= ? AND (e.scope_id, e.event_id) <= (?, ?))",
     )
     .bind(flushed)
+    .bind(flushing)
+    .bind(after_scope)
+    .bind(after_id)
     .fetch_one(&pool)
     .await
     .unwrap();

@@ -177,8 +177,8 @@ impl SqlStore {
     }
 
     /// Inserts the rows whose ids are not stored yet in one SQLite transaction, with what they
-    /// add to the meters' rollups, then records their keys and takes the keys' upkeep in the
-    /// same writer turn. Whether each row was new.
+    /// add to the meters' rollups, then records their keys and takes their share of the keys'
+    /// upkeep, all in one writer turn. Whether each row was new.
     async fn insert_sqlite(
         &self,
         pool: &SqlitePool,
@@ -209,8 +209,8 @@ impl SqlStore {
         }
         tx.commit().await?;
         turn.committed(&fresh);
-        // The rows are committed whatever becomes of these: a failed step is the next turn's.
-        if let Err(e) = turn.maintain(pool).await {
+        // The rows are committed whatever becomes of this: a failed part is a later turn's.
+        if let Err(e) = turn.maintain(pool, fresh.len()).await {
             tracing::warn!(
                 error = %tollgate::telemetry::error_chain(&e),
                 "cannot move event ids from memory into the key tables"

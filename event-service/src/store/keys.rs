@@ -130,6 +130,14 @@ struct WriterState {
     highest: HashMap<i64, Arc<str>>,
 }
 
+impl WriterState {
+    /// Whether the small table, holding `small_keys`, is to be merged: once it holds an eighth
+    /// of the large one (at least [`KeyLimits::merge`]), and then until it is empty.
+    fn merge_due(&self, limits: KeyLimits, small_keys: u64) -> bool {
+        self.merging || small_keys >= limits.merge.max(self.large_keys / 8)
+    }
+}
+
 /// The writer's exclusive turn: checking a batch, inserting it with its share of the keys'
 /// upkeep, and recording both once committed, with no other insert in between.
 #[derive(Debug)]
@@ -343,8 +351,7 @@ impl Turn<'_> {
         let state = &mut *self.state;
         let due = state.flushing_seq.is_some()
             || state.live_len >= limits.tail
-            || state.merging
-            || state.small_keys >= limits.merge.max(state.large_keys / 8);
+            || state.merge_due(limits, state.small_keys);
         if !due {
             state.earned = 0;
             return Ok(());
@@ -408,8 +415,7 @@ impl Turn<'_> {
             }
         }
         let small_keys = self.state.small_keys + done.to_small;
-        let due = limits.merge.max(self.state.large_keys / 8);
-        if budget > 0 && (self.state.merging || small_keys >= due) {
+        if budget > 0 && self.state.merge_due(limits, small_keys) {
             done.merged = merge_part(tx, budget).await?;
         }
         let (after_scope, after_id) = written.unzip();

@@ -5,6 +5,7 @@
 
 mod faults;
 mod h2load;
+mod machine;
 mod pg_cluster;
 mod revocation;
 mod run;

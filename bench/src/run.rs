@@ -25,6 +25,7 @@ use tonic_health::pb::HealthCheckRequest;
 
 use crate::BenchResult;
 use crate::h2load::{H2Client, encode};
+use crate::machine::{Conditions, Counters};
 
 pub(crate) type BoxError = Box<dyn std::error::Error>;
 
@@ -70,6 +71,8 @@ pub(crate) struct Stats {
     pub(crate) latencies: Vec<Duration>,
     /// Cores' worth of CPU used while measuring: (load generator, server), when recorded.
     cpu: Option<(f64, f64)>,
+    /// What the machine did meanwhile, where `/proc` tells it.
+    pub(crate) machine: Option<Conditions>,
 }
 
 impl Stats {
@@ -110,6 +113,10 @@ impl Stats {
         self.latencies.extend(other.latencies);
         self.latencies.sort_unstable();
         self.cpu = None;
+        self.machine = match (self.machine, other.machine) {
+            (Some(a), Some(b)) => Some(a.merge(b)),
+            _ => None,
+        };
         self
     }
 
@@ -121,6 +128,7 @@ impl Stats {
             "max_ms": ms(self.latencies.last().copied().unwrap_or_default()),
             "first_error": self.first_error,
             "load_generator_cpu": self.cpu.map(|c| c.0), "server_cpu": self.cpu.map(|c| c.1),
+            "machine": self.machine.map(|m| m.json()),
         })
     }
 }
@@ -146,6 +154,7 @@ where
     Fut: Future<Output = Result<(), tonic::Status>> + Send,
 {
     let sequence = Arc::new(AtomicU64::new(first));
+    let counters = Counters::now();
     let start = Instant::now();
     let deadline = start + duration;
     let tasks: Vec<_> = (0..concurrency)
@@ -176,6 +185,7 @@ where
         seconds: 0.0,
         latencies: Vec::new(),
         cpu: None,
+        machine: None,
     };
     for task in tasks {
         if let Ok((latencies, errors, first_error)) = task.await {
@@ -185,6 +195,9 @@ where
         }
     }
     stats.seconds = start.elapsed().as_secs_f64();
+    if let (Some(before), Some(after)) = (counters, Counters::now()) {
+        stats.machine = Some(Conditions::between(before, after, stats.seconds));
+    }
     stats.requests = stats.latencies.len() as u64;
     stats.latencies.sort_unstable();
     stats
@@ -222,6 +235,14 @@ where
         stats.cpu = Some((busy(c0, c1), busy(s0, s1)));
     }
     stats
+}
+
+/// "; steal 0.4%, 12 MiB read from disk", or nothing when not recorded.
+pub(crate) fn machine_note(stats: &Stats) -> String {
+    stats
+        .machine
+        .map(|m| format!("; {}", m.note()))
+        .unwrap_or_default()
 }
 
 /// "load generator 0.62 cores, server 0.99 cores", or nothing when not recorded.
@@ -936,8 +957,9 @@ async fn bench(args: BenchArgs, pin: bool, cores: usize) -> BenchResult {
     rows.push([
         format!("ListEvents page of 100 ({} events)", args.events),
         format!(
-            "p50 {:.3} ms, p99 {p99:.3} ms",
-            ms(listing.percentile(50.0))
+            "p50 {:.3} ms, p99 {p99:.3} ms{}",
+            ms(listing.percentile(50.0)),
+            machine_note(&listing)
         ),
         format!(
             "{:.2}x p50",

@@ -24,8 +24,8 @@ use crate::BenchResult;
 use crate::h2load::{H2Client, encode};
 use crate::pg_cluster::{Cluster, parse_setting};
 use crate::run::{
-    BoxError, ScratchDatabase, Servers, Stats, admin_key, channel, load, machine, measure, ms,
-    ratio, stop, verdict, with_key,
+    BoxError, ScratchDatabase, Servers, Stats, admin_key, channel, load, machine, machine_note,
+    measure, ms, ratio, stop, verdict, with_key,
 };
 
 /// Flags of `tollgate-bench scale`.
@@ -67,6 +67,11 @@ pub struct ScaleArgs {
     /// Do not pin servers and load generator to separate cores.
     #[arg(long)]
     no_pin: bool,
+    /// Keep the SQLite files in this folder (created by the run; it must not exist) instead of
+    /// a temporary one deleted at the end: to query the loaded database afterwards
+    /// (`bench/experiments/cold_reads.py`).
+    #[arg(long)]
+    keep: Option<PathBuf>,
 }
 
 /// The metered event name, and one that no meter reads (the "without meters" side).
@@ -265,12 +270,22 @@ pub fn run(args: ScaleArgs) -> BenchResult {
 }
 
 async fn scale(args: ScaleArgs, pin: bool, cores: usize) -> BenchResult {
-    let dir = tempfile::tempdir()?;
+    let temporary;
+    let dir = match &args.keep {
+        Some(kept) => {
+            std::fs::create_dir(kept).map_err(|e| format!("--keep {}: {e}", kept.display()))?;
+            kept.as_path()
+        }
+        None => {
+            temporary = tempfile::tempdir()?;
+            temporary.path()
+        }
+    };
     let servers = Servers {
         exe: std::env::current_exe()?,
         pin,
     };
-    let identity_db = DatabaseUrl::Sqlite(dir.path().join("identity.db"));
+    let identity_db = DatabaseUrl::Sqlite(dir.join("identity.db"));
     // Dropped (stopped and deleted) at the end of the run, after the scratch database.
     let cluster = if args.private_postgres {
         let (bin, settings) = (args.pg_bin.clone(), args.pg_settings.clone());
@@ -291,7 +306,7 @@ async fn scale(args: ScaleArgs, pin: bool, cores: usize) -> BenchResult {
     };
     let events_db = match &scratch {
         Some(database) => database.url.clone(),
-        None => DatabaseUrl::Sqlite(dir.path().join("events.db")),
+        None => DatabaseUrl::Sqlite(dir.join("events.db")),
     };
     let backend = if scratch.is_some() {
         "postgres"
@@ -897,10 +912,11 @@ where
 fn latency_row(figure: &str, stats: &Stats, target_ms: f64, p99: bool, note: &str) -> [String; 4] {
     let (p50, p99_ms) = (ms(stats.percentile(50.0)), ms(stats.percentile(99.0)));
     let measured = format!(
-        "p50 {p50:.2} ms, p99 {p99_ms:.2} ms ({} runs{}{}){}",
+        "p50 {p50:.2} ms, p99 {p99_ms:.2} ms ({} runs{}{}{}){}",
         stats.requests,
         if stats.errors > 0 { ", errors: " } else { "" },
         stats.first_error.as_deref().unwrap_or(""),
+        machine_note(stats),
         if note.is_empty() {
             String::new()
         } else {

@@ -5,7 +5,7 @@
 
 mod faults;
 mod h2load;
-mod machine;
+mod host;
 mod pg_cluster;
 mod revocation;
 mod run;

@@ -25,7 +25,7 @@ use tonic_health::pb::HealthCheckRequest;
 
 use crate::BenchResult;
 use crate::h2load::{H2Client, encode};
-use crate::machine::{Conditions, Counters};
+use crate::host::{Conditions, Counters};
 
 pub(crate) type BoxError = Box<dyn std::error::Error>;
 
@@ -72,7 +72,7 @@ pub(crate) struct Stats {
     /// Cores' worth of CPU used while measuring: (load generator, server), when recorded.
     cpu: Option<(f64, f64)>,
     /// What the machine did meanwhile, where `/proc` tells it.
-    pub(crate) machine: Option<Conditions>,
+    machine: Option<Conditions>,
 }
 
 impl Stats {

@@ -14,15 +14,18 @@
 //! [`KeyLimits::pace`] keys per event it inserted, in key order, first of the flush under way,
 //! then of the merge (saved up over turns of a few events, see [`KeyLimits::least`]). So the
 //! upkeep grows with the load, never falls behind it, and never holds the writer for a whole
-//! flush or merge at once. A flush's keys leave memory as their part commits; the state row
-//! records how far a flush got, so that a restart resumes it.
+//! flush or merge at once. A flush's keys leave memory once its last part commits; the state
+//! row records how far a flush got, so that a restart resumes it.
 //!
 //! Everything here that writes runs on the single writer connection under a [`Turn`], so the
 //! layout relies on one process writing the file, which is what the SQLite store is for: a
 //! second process writing the same file would not see this one's tail.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use hashbrown::HashTable;
 
 use sqlx::sqlite::SqliteArguments;
 use sqlx::{Arguments, SqliteConnection, SqlitePool};
@@ -39,7 +42,8 @@ const FLUSH_ROWS: usize = 1000;
 /// (docs/benchmarks.md, "Random client ids").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyLimits {
-    /// Keys held in memory before they are flushed; about 80 bytes each.
+    /// Keys held in memory before they are flushed; about 63 bytes each for ids of 32
+    /// characters (see [`Keys`]).
     pub tail: usize,
     /// The fewest keys the small table holds before it is merged into the large one; past
     /// eight times this, an eighth of the large table, so that a key is rewritten a bounded
@@ -69,33 +73,157 @@ impl Default for KeyLimits {
 }
 
 /// A key: scope id, event id, the seq of the event that holds it.
-type Key = (i64, Arc<str>, i64);
+type Key<'a> = (i64, &'a str, i64);
 
-/// Keys in memory by scope id, then event id: their seq. The ids are shared, so that a flush
-/// sorts references to them rather than copies.
-type TailMap = HashMap<i64, HashMap<Arc<str>, i64>>;
+/// Keys one [`Chunk`] holds at most.
+const CHUNK_KEYS: usize = 1024;
+/// Bytes of ids one [`Chunk`] holds at most (but for a first id longer than that): 1024 ids of
+/// 32 characters, a UUID's hex digits. A chunk is full at either limit, so that it never grows.
+const CHUNK_ID_BYTES: usize = 32 * CHUNK_KEYS;
+
+/// A key in a [`Chunk`]: its scope id, the seq of the event that holds it, and where its event
+/// id ends in the chunk's ids.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    scope_id: i64,
+    seq: i64,
+    end: usize,
+}
+
+/// Up to [`CHUNK_KEYS`] keys, their event ids end to end in one string.
+#[derive(Debug)]
+struct Chunk {
+    ids: String,
+    entries: Vec<Entry>,
+}
+
+impl Chunk {
+    fn id(&self, i: usize) -> &str {
+        let start = match i {
+            0 => 0,
+            _ => self.entries[i - 1].end,
+        };
+        &self.ids[start..self.entries[i].end]
+    }
+}
+
+/// Keys in memory, held flat: in chunks, in the order they came, and a hash table of their
+/// numbers (chunk × [`CHUNK_KEYS`] + place in it). No key is an allocation of its own, and a
+/// flush sorts key numbers. The chunks are all of one size, so that the allocator can hand a
+/// flushed tail's memory to the next one's chunks: with one buffer for all ids, grown by
+/// doubling, resident memory only ever rose (docs/benchmarks.md, "Random client ids").
+#[derive(Debug, Default)]
+struct Keys {
+    chunks: Vec<Chunk>,
+    /// Key numbers (fewer than 2^32 keys fit in memory), by the hash of scope id and event id.
+    index: HashTable<u32>,
+    /// SipHash, seeded per table: the ids are the clients', and a long-lived table of colliding
+    /// ones would slow every insert.
+    hasher: RandomState,
+}
+
+impl Keys {
+    /// A hash table with room for `keys` keys, so that it fills without rehashing all it holds
+    /// as it grows.
+    fn with_capacity(keys: usize) -> Self {
+        Self {
+            index: HashTable::with_capacity(keys),
+            ..Self::default()
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    fn key(&self, n: u32) -> Key<'_> {
+        key_in(&self.chunks, n)
+    }
+
+    fn seq(&self, scope_id: i64, event_id: &str) -> Option<i64> {
+        let hash = self.hasher.hash_one((scope_id, event_id));
+        self.index
+            .find(hash, |&n| {
+                let (scope, id, _) = self.key(n);
+                scope == scope_id && id == event_id
+            })
+            .map(|&n| self.key(n).2)
+    }
+
+    /// Adds the key of a stored event; no key of that scope and id is here (a scope's ids are
+    /// unique among its events).
+    fn push(&mut self, scope_id: i64, event_id: &str, seq: i64) {
+        let Self {
+            chunks,
+            index,
+            hasher,
+        } = self;
+        let full = |c: &Chunk| {
+            c.entries.len() == CHUNK_KEYS
+                || (!c.entries.is_empty() && c.ids.len() + event_id.len() > CHUNK_ID_BYTES)
+        };
+        if chunks.last().is_none_or(full) {
+            chunks.push(Chunk {
+                ids: String::with_capacity(CHUNK_ID_BYTES),
+                entries: Vec::with_capacity(CHUNK_KEYS),
+            });
+        }
+        // There is a last chunk now.
+        let c = chunks.len() - 1;
+        let chunk = &mut chunks[c];
+        let n = (c * CHUNK_KEYS + chunk.entries.len()) as u32;
+        chunk.ids.push_str(event_id);
+        chunk.entries.push(Entry {
+            scope_id,
+            seq,
+            end: chunk.ids.len(),
+        });
+        let hash = hasher.hash_one((scope_id, event_id));
+        index.insert_unique(hash, n, |&m| {
+            let (scope, id, _) = key_in(chunks, m);
+            hasher.hash_one((scope, id))
+        });
+    }
+
+    /// Key numbers in key order: by scope id, then event id.
+    fn sorted(&self) -> Vec<u32> {
+        let mut order: Vec<u32> = Vec::with_capacity(self.len());
+        for (c, chunk) in self.chunks.iter().enumerate() {
+            order.extend((0..chunk.entries.len()).map(|i| (c * CHUNK_KEYS + i) as u32));
+        }
+        order.sort_unstable_by(|&a, &b| {
+            let (scope_a, id_a, _) = self.key(a);
+            let (scope_b, id_b, _) = self.key(b);
+            (scope_a, id_a).cmp(&(scope_b, id_b))
+        });
+        order
+    }
+}
+
+/// Key `n` of `chunks`.
+fn key_in(chunks: &[Chunk], n: u32) -> Key<'_> {
+    let (chunk, i) = (n as usize / CHUNK_KEYS, n as usize % CHUNK_KEYS);
+    let chunk = &chunks[chunk];
+    let entry = chunk.entries[i];
+    (entry.scope_id, chunk.id(i), entry.seq)
+}
 
 /// The keys in memory: read by any reader, changed only under a [`Turn`].
 #[derive(Debug, Default)]
 struct Tail {
-    /// The newest keys, not yet being flushed. Behind an `Arc` so that a flush can sort them
-    /// without the lock while readers still find them here.
-    live: Arc<TailMap>,
-    /// The keys of the flush under way that no committed part has written yet, sorted in
-    /// descending order: each part takes its keys from the end, in ascending order.
-    flushing: Vec<Key>,
+    /// The newest keys, not yet being flushed.
+    live: Keys,
+    /// The keys of the flush under way, all of them until its last part has committed: a key
+    /// that a committed part wrote is found here and in its table, with the same seq. Shared,
+    /// so that the writer reads a part's keys without the lock.
+    flushing: Option<Arc<Keys>>,
 }
 
 impl Tail {
     fn seq(&self, scope_id: i64, event_id: &str) -> Option<i64> {
-        if let Some(seq) = self.live.get(&scope_id).and_then(|ids| ids.get(event_id)) {
-            return Some(*seq);
-        }
-        // Descending: an element comes first when it is the greater.
-        self.flushing
-            .binary_search_by(|(s, id, _)| (scope_id, event_id).cmp(&(*s, &**id)))
-            .ok()
-            .map(|i| self.flushing[i].2)
+        self.live
+            .seq(scope_id, event_id)
+            .or_else(|| self.flushing.as_ref()?.seq(scope_id, event_id))
     }
 }
 
@@ -117,7 +245,11 @@ struct WriterState {
     flushed_seq: i64,
     /// The flush under way, if any: it covers the events after `flushed_seq` up to this seq.
     flushing_seq: Option<i64>,
-    /// Keys in the tail's live map.
+    /// The keys of the flush under way in key order (key numbers of the tail's `flushing`),
+    /// and how many of them committed parts have written.
+    flush_order: Vec<u32>,
+    flush_written: usize,
+    /// Keys in the tail's live table.
     live_len: usize,
     small_keys: u64,
     large_keys: u64,
@@ -149,7 +281,7 @@ pub struct Turn<'a> {
 /// What a turn's upkeep wrote, to be recorded once its transaction has committed.
 #[derive(Debug, Default)]
 struct Upkeep {
-    /// Keys of the flush under way written (the last ones of the tail's `flushing`).
+    /// Keys of the flush under way written (the next ones of its order).
     flushed: usize,
     /// Whether they were the flush's last.
     flush_done: bool,
@@ -190,23 +322,22 @@ impl EventKeys {
         let flushing_seq = (flushing_seq > flushed_seq).then_some(flushing_seq);
         // The flush under way wrote its keys up to this one, in key order.
         let written = after_scope.zip(after_id);
-        let mut live = TailMap::new();
-        let mut flushing = Vec::new();
-        for (seq, scope_id, event_id) in unflushed {
-            if flushing_seq.is_some_and(|upto| seq <= upto) {
+        let mut live = Keys::with_capacity(limits.tail);
+        let mut flushing = Keys::default();
+        for (seq, scope_id, event_id) in &unflushed {
+            if flushing_seq.is_some_and(|upto| *seq <= upto) {
                 let in_table = written.as_ref().is_some_and(|(scope, id)| {
-                    (scope_id, event_id.as_str()) <= (*scope, id.as_str())
+                    (*scope_id, event_id.as_str()) <= (*scope, id.as_str())
                 });
                 if !in_table {
-                    flushing.push((scope_id, event_id.into(), seq));
+                    flushing.push(*scope_id, event_id, *seq);
                 }
             } else {
-                live.entry(scope_id)
-                    .or_default()
-                    .insert(event_id.into(), seq);
+                live.push(*scope_id, event_id, *seq);
             }
         }
-        flushing.sort_unstable_by(|a, b| b.cmp(a));
+        drop(unflushed);
+        let flush_order = flushing.sorted();
         let scopes: Vec<(i64,)> = sqlx::query_as("SELECT id FROM scopes")
             .fetch_all(writer)
             .await?;
@@ -226,18 +357,20 @@ impl EventKeys {
             }
         }
         let count = |n: i64| u64::try_from(n).map_err(|_| corrupt("a negative key count"));
-        let live_len = live.values().map(HashMap::len).sum();
+        let live_len = live.len();
         let small_keys = count(small_keys)?;
         Ok(Self {
             limits,
             tail: Mutex::new(Tail {
-                live: Arc::new(live),
-                flushing,
+                live,
+                flushing: flushing_seq.map(|_| Arc::new(flushing)),
             }),
             writer: tokio::sync::Mutex::new(WriterState {
                 next_seq: last_seq + 1,
                 flushed_seq,
                 flushing_seq,
+                flush_order,
+                flush_written: 0,
                 live_len,
                 small_keys,
                 large_keys: count(large_keys)?,
@@ -385,13 +518,21 @@ impl Turn<'_> {
         let mut flushed_seq = self.state.flushed_seq;
         let mut flushing = self.state.flushing_seq;
         let mut written = None;
+        // The flush's keys, read without the lock: only a turn changes them.
+        let frozen = self.keys.lock_tail().flushing.clone();
+        let mut part: Vec<Key<'_>> = Vec::new();
         if let Some(upto) = flushing {
-            let (part, rest) = self.flush_part(budget);
+            let unwritten = &self.state.flush_order[self.state.flush_written..];
+            if let Some(keys) = &frozen {
+                let take = unwritten.len().min(budget as usize);
+                part = unwritten[..take].iter().map(|&n| keys.key(n)).collect();
+            }
+            let rest = unwritten.len() - part.len();
             budget -= part.len() as u64;
             done.flushed = part.len();
             for scope_keys in part.chunk_by(|a, b| a.0 == b.0) {
                 let split = match self.state.highest.get(&scope_keys[0].0) {
-                    Some(highest) => scope_keys.partition_point(|key| key.1 <= *highest),
+                    Some(highest) => scope_keys.partition_point(|key| key.1 <= &**highest),
                     None => 0,
                 };
                 // Keys above their scope's highest stored id (time-ordered ids, mostly) cannot
@@ -403,7 +544,7 @@ impl Turn<'_> {
                 done.to_small += below.len() as u64;
                 done.to_large += above.len() as u64;
                 if let Some((scope_id, id, _)) = scope_keys.last() {
-                    done.highest.push((*scope_id, id.clone()));
+                    done.highest.push((*scope_id, Arc::from(*id)));
                 }
             }
             if rest == 0 {
@@ -411,7 +552,7 @@ impl Turn<'_> {
                 flushed_seq = upto;
                 flushing = None;
             } else {
-                written = part.last().map(|(scope_id, id, _)| (*scope_id, id.clone()));
+                written = part.last().map(|(scope_id, id, _)| (*scope_id, *id));
             }
         }
         let small_keys = self.state.small_keys + done.to_small;
@@ -427,7 +568,7 @@ impl Turn<'_> {
         .bind(flushed_seq)
         .bind(flushing.unwrap_or(0))
         .bind(after_scope)
-        .bind(after_id.as_deref())
+        .bind(after_id)
         .bind(small_keys.saturating_sub(done.merged) as i64)
         .bind((self.state.large_keys + done.to_large + done.merged) as i64)
         .execute(&mut *tx)
@@ -440,30 +581,23 @@ impl Turn<'_> {
     pub fn committed(&mut self, inserted: &[Row<'_>]) {
         {
             let mut tail = self.keys.lock_tail();
-            // Nobody else holds the live map outside a freeze, and freezes run in a turn: no
-            // copy.
-            let live = Arc::make_mut(&mut tail.live);
             for (n, (scope_id, e)) in inserted.iter().enumerate() {
                 let seq = self.state.next_seq + n as i64;
-                live.entry(*scope_id)
-                    .or_default()
-                    .insert(e.event_id.as_str().into(), seq);
+                tail.live.push(*scope_id, &e.event_id, seq);
             }
         }
         self.state.next_seq += inserted.len() as i64;
         self.state.live_len += inserted.len();
     }
 
-    /// Records what an upkeep wrote, once its transaction has committed: its flushed keys
-    /// leave memory only now, since until then readers found them there.
+    /// Records what an upkeep wrote, once its transaction has committed: a finished flush's
+    /// keys leave memory only now, since until then readers found them there.
     fn record(&mut self, upkeep: Upkeep) {
-        {
-            let mut tail = self.keys.lock_tail();
-            let written = tail.flushing.len().saturating_sub(upkeep.flushed);
-            tail.flushing.truncate(written);
-            if upkeep.flush_done {
-                tail.flushing = Vec::new();
-            }
+        self.state.flush_written += upkeep.flushed;
+        if upkeep.flush_done {
+            self.keys.lock_tail().flushing = None;
+            self.state.flush_order = Vec::new();
+            self.state.flush_written = 0;
         }
         let state = &mut *self.state;
         for (scope_id, id) in upkeep.highest {
@@ -492,37 +626,26 @@ impl Turn<'_> {
         }
     }
 
-    /// Starts a flush of the live keys: they move, sorted, to the tail's `flushing`, whose
-    /// parts the next upkeeps write. Readers find every key in one place or the other.
+    /// Starts a flush of the live keys: they move to the tail's `flushing`, whose parts the
+    /// next upkeeps write in key order. Readers find every key in one place or the other.
     fn freeze(&mut self) {
-        let live = Arc::clone(&self.keys.lock_tail().live);
-        // Sorted outside the lock: readers still use the live map meanwhile.
-        let mut keys: Vec<Key> = live
-            .iter()
-            .flat_map(|(scope_id, ids)| ids.iter().map(|(id, seq)| (*scope_id, id.clone(), *seq)))
-            .collect();
-        keys.sort_unstable_by(|a, b| b.cmp(a));
-        {
+        // Made outside the lock.
+        let next = Keys::with_capacity(self.keys.limits.tail);
+        let frozen = {
             let mut tail = self.keys.lock_tail();
-            tail.flushing = keys;
-            tail.live = Arc::default();
-        }
-        drop(live);
+            let frozen = Arc::new(std::mem::replace(&mut tail.live, next));
+            tail.flushing = Some(Arc::clone(&frozen));
+            frozen
+        };
+        // Sorted outside the lock: readers look keys up by their hash meanwhile.
+        self.state.flush_order = frozen.sorted();
+        self.state.flush_written = 0;
         tracing::debug!(
             keys = self.state.live_len,
             "event ids in memory begin their flush into the key tables"
         );
         self.state.flushing_seq = Some(self.state.next_seq - 1);
         self.state.live_len = 0;
-    }
-
-    /// The next `budget` keys of the flush under way, in ascending order, and how many stay
-    /// for later parts.
-    fn flush_part(&self, budget: u64) -> (Vec<Key>, usize) {
-        let tail = self.keys.lock_tail();
-        let take = tail.flushing.len().min(budget as usize);
-        let rest = tail.flushing.len() - take;
-        (tail.flushing[rest..].iter().rev().cloned().collect(), rest)
     }
 }
 
@@ -561,7 +684,7 @@ async fn merge_part(tx: &mut SqliteConnection, budget: u64) -> Result<u64, sqlx:
 async fn insert_keys(
     tx: &mut SqliteConnection,
     table: &str,
-    keys: &[Key],
+    keys: &[Key<'_>],
 ) -> Result<(), sqlx::Error> {
     for chunk in tollgate::sql::statement_chunks(keys, FLUSH_ROWS) {
         let mut sql = format!("INSERT INTO {table} (scope_id, event_id, seq) VALUES ");
@@ -569,7 +692,7 @@ async fn insert_keys(
         for (n, (scope_id, event_id, seq)) in chunk.iter().enumerate() {
             sql.push_str(if n == 0 { "(?, ?, ?)" } else { ", (?, ?, ?)" });
             args.add(*scope_id).map_err(sqlx::Error::Encode)?;
-            args.add(&**event_id).map_err(sqlx::Error::Encode)?;
+            args.add(*event_id).map_err(sqlx::Error::Encode)?;
             args.add(*seq).map_err(sqlx::Error::Encode)?;
         }
         sqlx::query_with(&sql, args).execute(&mut *tx).await?;
@@ -603,4 +726,64 @@ async fn probe(
 
 fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(format!("event_keys_state holds {what}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// An id as clients send them, most short (so that many land in one chunk), a few as long
+    /// as allowed (so that some chunks fill by their bytes).
+    fn id() -> impl Strategy<Value = String> {
+        prop_oneof![9 => "[a-cé]{0,5}", 1 => "[a-c]{900,1020}"]
+    }
+
+    proptest! {
+        // Each case pushes up to 2,500 keys.
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// The flat table answers as a map of (scope id, event id) to seq would, and sorts its
+        /// keys as that map orders them: ids of every length (the empty one too), the same id
+        /// in several scopes, chunks filled by their count of keys or by their bytes, a table
+        /// grown past its capacity.
+        #[test]
+        fn keys_find_and_sort_as_a_map_would(
+            pushed in proptest::collection::vec((0i64..3, id()), 0..2500),
+            asked in proptest::collection::vec((0i64..3, id()), 0..50),
+            capacity in 0usize..64,
+        ) {
+            let mut keys = Keys::with_capacity(capacity);
+            let mut model = BTreeMap::new();
+            for (n, (scope_id, id)) in pushed.into_iter().enumerate() {
+                // A scope's ids are unique among its events.
+                if let std::collections::btree_map::Entry::Vacant(slot) = model.entry((scope_id, id)) {
+                    let seq = 1000 + n as i64;
+                    keys.push(scope_id, &slot.key().1, seq);
+                    slot.insert(seq);
+                }
+            }
+            prop_assert_eq!(keys.len(), model.len());
+            for ((scope_id, id), seq) in &model {
+                prop_assert_eq!(keys.seq(*scope_id, id), Some(*seq));
+            }
+            for (scope_id, id) in &asked {
+                prop_assert_eq!(keys.seq(*scope_id, id), model.get(&(*scope_id, id.clone())).copied());
+            }
+            let sorted: Vec<(i64, String, i64)> = keys
+                .sorted()
+                .into_iter()
+                .map(|n| {
+                    let (scope_id, id, seq) = keys.key(n);
+                    (scope_id, id.to_owned(), seq)
+                })
+                .collect();
+            let expected: Vec<(i64, String, i64)> =
+                model.into_iter().map(|((scope_id, id), seq)| (scope_id, id, seq)).collect();
+            prop_assert_eq!(sorted, expected);
+        }
+    }
 }
